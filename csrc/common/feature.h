@@ -1,0 +1,189 @@
+// Multi-layer feature loss: torch-free parameters and the math shared by the CPU and CUDA kernels.
+//
+//   loss = sum_l w_l * reduce_l( criterion(x_l - y_l) [* m_l] )
+//
+// Every layer l is viewed as [N_l, S_l] (samples x elements per sample) in a dense layout.
+// Work is split into chunks of at most kChunk elements that never straddle a sample, so each
+// chunk belongs to one (layer, sample) "segment". A chunk's partial sums are reduced in a fixed
+// order into its segment, segments into layer terms, layer terms into the loss: the result is
+// bitwise reproducible and independent of the number of threads or blocks.
+#pragma once
+
+#include <type_traits>
+
+#include "hd.h"
+
+namespace ganloss {
+
+enum class Criterion : int32_t {
+  L1 = 0,           // |d|
+  MSE = 1,          // d^2
+  Charbonnier = 2,  // sqrt(d^2 + eps)
+  Fro = 3,          // ||d||_F over the reduction group (summed d^2, square root at the end)
+};
+
+enum class Reduction : int32_t {
+  Mean = 0,       // sum over the layer / numel (masked: / sum of the expanded mask, BasicSR)
+  Sum = 1,        // sum over the layer
+  PerSample = 2,  // vector [N]: mean over each sample's elements (masked: / the sample's mask sum)
+};
+
+constexpr int64_t kChunk = 16384;     // elements per work unit: one CUDA block, one CPU task
+constexpr int kMaxLayersPerLaunch = 24;  // layers per by-value CUDA parameter block (< 4 KB)
+constexpr int kStatCols = 3;          // per-segment stats: sum of terms, sum of mask, grad factor
+
+struct FeatureLayer {
+  const void* x;              // input, [N, S] dense
+  const void* y;              // target, same layout as x
+  void* dx;                   // gradient wrt x, same layout (nullptr: not computed)
+  void* dy;                   // gradient wrt y, same layout (nullptr: not computed)
+  const void* mask;           // element weights in the accumulation type (nullptr: none), see mask_at()
+  int64_t batch;              // N
+  int64_t per_sample;         // S = numel / N
+  int64_t mask_div;           // mask element of (n, j) = mask[n * mask_mod + (j / mask_div) % mask_mod]
+  int64_t mask_mod;
+  int64_t chunks_per_sample;  // ceil(S / kChunk)
+  int64_t chunk_begin;        // global index of the layer's first chunk
+  int64_t seg_begin;          // global index of the layer's first segment (sample 0)
+  double weight;              // per-layer weight w_l
+  double grad_scale;          // static part of d loss / d term, see static_grad_scale()
+};
+
+// ---------------------------------------------------------------------------------------------
+// Per-element math.
+
+GANLOSS_HD float sqrt_(float v) { return sqrtf(v); }
+GANLOSS_HD double sqrt_(double v) { return sqrt(v); }
+GANLOSS_HD float abs_(float v) { return fabsf(v); }
+GANLOSS_HD double abs_(double v) { return fabs(v); }
+
+// The summed term of one element: |d|, d^2 or sqrt(d^2 + eps) (Fro sums d^2).
+template <Criterion C, typename A>
+GANLOSS_HD A criterion_value(A d, A eps) {
+  if constexpr (C == Criterion::L1) return abs_(d);
+  if constexpr (C == Criterion::MSE || C == Criterion::Fro) return d * d;
+  if constexpr (C == Criterion::Charbonnier) return sqrt_(d * d + eps);
+}
+
+// d term / d d, up to the dynamic factor applied per segment (Fro: 1 / ||d||).
+// L1 follows torch's sign(): 0 at d == 0 and at NaN.
+template <Criterion C, typename A>
+GANLOSS_HD A criterion_grad(A d, A eps) {
+  if constexpr (C == Criterion::L1) return A(d > A(0)) - A(d < A(0));
+  if constexpr (C == Criterion::MSE) return A(2) * d;
+  if constexpr (C == Criterion::Fro) return d;
+  if constexpr (C == Criterion::Charbonnier) return d / sqrt_(d * d + eps);
+}
+
+template <typename A>
+GANLOSS_HD A mask_at(const FeatureLayer& L, int64_t n, int64_t j) {
+  return static_cast<const A*>(L.mask)[n * L.mask_mod + (j / L.mask_div) % L.mask_mod];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Work decomposition.
+
+struct ChunkRange {
+  int layer;       // index into the layer array
+  int64_t sample;  // n
+  int64_t begin;   // first element (within sample n, i.e. j)
+  int64_t end;     // one past the last element (within sample n)
+};
+
+GANLOSS_HD int64_t chunks_per_sample(int64_t per_sample) { return (per_sample + kChunk - 1) / kChunk; }
+
+// The layer owning a chunk is the last one that starts at or before it (empty layers own none).
+GANLOSS_HD ChunkRange locate_chunk(const FeatureLayer* layers, int num_layers, int64_t chunk) {
+  int l = 0;
+  while (l + 1 < num_layers && layers[l + 1].chunk_begin <= chunk) ++l;
+  const FeatureLayer& L = layers[l];
+  const int64_t local = chunk - L.chunk_begin;
+  const int64_t n = local / L.chunks_per_sample;
+  const int64_t begin = (local % L.chunks_per_sample) * kChunk;
+  const int64_t end = begin + kChunk < L.per_sample ? begin + kChunk : L.per_sample;
+  return {l, n, begin, end};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reduction of the summed terms.
+
+// d loss / d (summed term) that is known before any data is read; the rest is the per-segment
+// grad factor from reduce_group(). Zero for an empty layer.
+GANLOSS_HD double static_grad_scale(Criterion c, Reduction r, bool masked, double weight,
+                                    int64_t numel, int64_t per_sample) {
+  if (c == Criterion::Fro || masked || r == Reduction::Sum) return weight;
+  const int64_t count = r == Reduction::PerSample ? per_sample : numel;
+  return count > 0 ? weight / double(count) : 0.0;
+}
+
+struct GroupTerm {
+  double value;        // this group's contribution to the loss
+  double grad_factor;  // multiplies the static gradient of every element in the group
+};
+
+// One reduction group: a whole layer (Mean, Sum) or one sample of it (PerSample).
+// count = elements in the group; mask_sum = sum of the expanded mask over it.
+GANLOSS_HD GroupTerm reduce_group(Criterion c, Reduction r, bool masked, double weight, double sum,
+                                  double mask_sum, int64_t count) {
+  if (count == 0) return {0.0, 0.0};  // empty layers contribute nothing
+  if (c == Criterion::Fro) {
+    const double norm = sqrt(sum);
+    return {weight * norm, norm > 0.0 ? 1.0 / norm : 0.0};
+  }
+  if (r == Reduction::Sum) return {weight * sum, 1.0};
+  if (masked) return {weight * sum / mask_sum, 1.0 / mask_sum};  // BasicSR: no eps, 0/0 = NaN
+  return {weight * sum / double(count), 1.0};
+}
+
+// Turns a layer's per-segment sums (stats columns 0 and 1) into its loss terms and writes each
+// segment's grad factor (column 2). terms: [layers] for Mean/Sum, [segments] for PerSample.
+GANLOSS_HD void finalize_layer(const FeatureLayer& L, int64_t layer_index, Criterion c, Reduction r,
+                               double* stats, double* terms) {
+  const bool masked = L.mask != nullptr;
+  double* st = stats + kStatCols * L.seg_begin;
+  if (r == Reduction::PerSample) {
+    for (int64_t n = 0; n < L.batch; ++n) {
+      const GroupTerm t = reduce_group(c, r, masked, L.weight, st[kStatCols * n],
+                                       st[kStatCols * n + 1], L.per_sample);
+      terms[L.seg_begin + n] = t.value;
+      st[kStatCols * n + 2] = t.grad_factor;
+    }
+    return;
+  }
+  double sum = 0.0, mask_sum = 0.0;
+  for (int64_t n = 0; n < L.batch; ++n) {
+    sum += st[kStatCols * n];
+    mask_sum += st[kStatCols * n + 1];
+  }
+  const GroupTerm t = reduce_group(c, r, masked, L.weight, sum, mask_sum, L.batch * L.per_sample);
+  terms[layer_index] = t.value;
+  for (int64_t n = 0; n < L.batch; ++n) st[kStatCols * n + 2] = t.grad_factor;
+}
+
+// Loss entry `out_index` from the terms: Mean/Sum sum the layer terms, PerSample sums sample
+// out_index over layers (all layers share N, so segment (l, n) is l * N + n).
+GANLOSS_HD double combine_terms(Reduction r, const double* terms, int64_t num_layers, int64_t batch,
+                                int64_t out_index) {
+  double total = 0.0;
+  if (r == Reduction::PerSample) {
+    for (int64_t l = 0; l < num_layers; ++l) total += terms[l * batch + out_index];
+  } else {
+    for (int64_t l = 0; l < num_layers; ++l) total += terms[l];
+  }
+  return total;
+}
+
+// Calls f(std::integral_constant<Criterion, c>{}) so kernels can take the criterion as a
+// template argument (host code only).
+template <typename F>
+void dispatch_criterion(Criterion c, F&& f) {
+  using C = Criterion;
+  switch (c) {
+    case C::L1: f(std::integral_constant<C, C::L1>{}); break;
+    case C::MSE: f(std::integral_constant<C, C::MSE>{}); break;
+    case C::Charbonnier: f(std::integral_constant<C, C::Charbonnier>{}); break;
+    case C::Fro: f(std::integral_constant<C, C::Fro>{}); break;
+  }
+}
+
+}  // namespace ganloss

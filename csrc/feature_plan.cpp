@@ -1,0 +1,221 @@
+#include "feature_plan.h"
+
+#include <cmath>
+
+#include "checks.h"
+
+namespace ganloss {
+namespace {
+
+Criterion parse_criterion(c10::string_view s) {
+  if (s == "l1") return Criterion::L1;
+  if (s == "mse") return Criterion::MSE;
+  if (s == "charbonnier") return Criterion::Charbonnier;
+  if (s == "fro") return Criterion::Fro;
+  TORCH_CHECK(false, "criterion must be 'l1', 'mse', 'charbonnier' or 'fro', got '", s, "'");
+}
+
+Reduction parse_reduction(c10::string_view s) {
+  if (s == "mean") return Reduction::Mean;
+  if (s == "sum") return Reduction::Sum;
+  if (s == "per_sample") return Reduction::PerSample;
+  TORCH_CHECK(false, "reduction must be 'mean', 'sum' or 'per_sample', got '", s, "'");
+}
+
+int64_t batch_of(const at::Tensor& t) { return t.dim() > 0 ? t.size(0) : 1; }
+
+// x and y are read in place when both are dense in one format (contiguous, or both channels_last),
+// otherwise as contiguous copies. The gradients take the layout that was read.
+bool read_as_is(const at::Tensor& x, const at::Tensor& y) {
+  if (x.is_contiguous() && y.is_contiguous()) return true;
+  return x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+         y.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// A mask has the shape of its input, or that shape with 1 channel (dim 1) broadcast over channels.
+void check_mask(const at::Tensor& m, int64_t i, const at::Tensor& x, Criterion criterion) {
+  const std::string name = arg_name("masks", i), xname = arg_name("inputs", i);
+  TORCH_CHECK(criterion != Criterion::Fro, name, " is set, but criterion 'fro' takes no masks");
+  check_floating(m, name);
+  check_same_device(m, name, x, xname);
+  bool channel_broadcast = x.dim() >= 2 && m.dim() == x.dim() && m.size(1) == 1;
+  for (int64_t d = 0; channel_broadcast && d < x.dim(); ++d)
+    channel_broadcast = d == 1 || m.size(d) == x.size(d);
+  if (m.sizes() == x.sizes() || channel_broadcast) return;
+  std::vector<int64_t> one_channel = x.sizes().vec();
+  if (one_channel.size() >= 2) one_channel[1] = 1;
+  TORCH_CHECK(false, name, " has shape ", shape_str(m.sizes()), " but must be ", shape_str(x.sizes()),
+              " or ", shape_str(one_channel), " to match ", xname);
+}
+
+void check_lists(at::TensorList inputs, at::TensorList targets,
+                 const c10::List<std::optional<at::Tensor>>& masks, at::ArrayRef<double> weights) {
+  TORCH_CHECK(!inputs.empty(), "inputs must hold at least one tensor");
+  TORCH_CHECK(targets.size() == inputs.size(), "targets has ", targets.size(),
+              " tensors but inputs has ", inputs.size());
+  TORCH_CHECK(masks.empty() || masks.size() == inputs.size(), "masks has ", masks.size(),
+              " entries but inputs has ", inputs.size(), " (pass an empty list for no masks)");
+  TORCH_CHECK(weights.empty() || weights.size() == inputs.size(), "weights has ", weights.size(),
+              " entries but inputs has ", inputs.size(), " (pass an empty list for weights of 1)");
+  for (size_t i = 0; i < weights.size(); ++i)
+    TORCH_CHECK(weights[i] >= 0.0 && std::isfinite(weights[i]), arg_name("weights", i),
+                " must be a finite non-negative number, got ", weights[i]);
+}
+
+}  // namespace
+
+FeaturePlan plan_feature_loss(at::TensorList inputs, at::TensorList targets,
+                              const c10::List<std::optional<at::Tensor>>& masks,
+                              at::ArrayRef<double> weights, c10::string_view criterion,
+                              c10::string_view reduction, double eps, bool input_grad,
+                              bool target_grad, bool outputs) {
+  check_lists(inputs, targets, masks, weights);
+  FeaturePlan p;
+  p.criterion = parse_criterion(criterion);
+  p.reduction = parse_reduction(reduction);
+  TORCH_CHECK(p.criterion != Criterion::Charbonnier || (eps > 0.0 && std::isfinite(eps)),
+              "eps must be a positive number for criterion 'charbonnier', got ", eps);
+  p.eps = eps;
+  const at::Tensor& x0 = inputs[0];
+  check_floating(x0, "inputs[0]");
+  p.dtype = dtype_of(x0.scalar_type());
+  p.batch = batch_of(x0);
+
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const at::Tensor &x = inputs[i], &y = targets[i];
+    const std::string xname = arg_name("inputs", i), yname = arg_name("targets", i);
+    check_same_dtype(x, xname, x0, "inputs[0]");
+    check_same_device(x, xname, x0, "inputs[0]");
+    check_same_dtype(y, yname, x, xname);
+    check_same_device(y, yname, x, xname);
+    TORCH_CHECK(x.sizes() == y.sizes(), yname, " has shape ", shape_str(y.sizes()), " but ", xname,
+                " has ", shape_str(x.sizes()));
+    const int64_t n = batch_of(x);
+    if (p.reduction == Reduction::PerSample) {
+      TORCH_CHECK(x.dim() >= 1, xname, " is a 0-dim tensor; reduction 'per_sample' needs a batch dim");
+      TORCH_CHECK(n == p.batch, xname, " has batch size ", n, " but inputs[0] has ", p.batch,
+                  "; reduction 'per_sample' needs one batch size");
+    }
+
+    const bool as_is = read_as_is(x, y);
+    const bool channels_last = as_is && !x.is_contiguous();
+    const at::Tensor xd = as_is ? x : x.contiguous(), yd = as_is ? y : y.contiguous();
+    p.keep.push_back(xd);
+    p.keep.push_back(yd);
+
+    FeatureLayer L{};
+    L.x = xd.data_ptr();
+    L.y = yd.data_ptr();
+    L.batch = n;
+    L.per_sample = n > 0 ? x.numel() / n : 0;
+    L.mask_div = 1;
+    L.mask_mod = 1;
+    if (!masks.empty() && masks.get(i).has_value()) {
+      const at::Tensor m = *masks.get(i);
+      check_mask(m, i, x, p.criterion);
+      const bool full = m.sizes() == x.sizes();
+      const auto format = full && channels_last ? at::MemoryFormat::ChannelsLast
+                                                : at::MemoryFormat::Contiguous;
+      const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+      const at::Tensor md = m.to(acc).contiguous(format);
+      p.keep.push_back(md);
+      L.mask = md.data_ptr();
+      const int64_t channels = full || x.dim() < 2 ? 1 : x.size(1);
+      L.mask_mod = L.per_sample / channels;
+      L.mask_div = channels_last ? channels : 1;
+      if (L.mask_mod == 0) L.mask_mod = 1;  // empty layer: never indexed
+    }
+    L.weight = weights.empty() ? 1.0 : weights[i];
+    L.grad_scale = static_grad_scale(p.criterion, p.reduction, L.mask != nullptr, L.weight,
+                                     x.numel(), L.per_sample);
+    L.chunks_per_sample = chunks_per_sample(L.per_sample);
+    L.chunk_begin = p.total_chunks;
+    L.seg_begin = p.total_segments;
+    p.total_chunks += n * L.chunks_per_sample;
+    p.total_segments += n;
+    if (input_grad) {
+      p.input_grads.push_back(at::empty_like(xd));
+      L.dx = p.input_grads.back().data_ptr();
+    }
+    if (target_grad) {
+      p.target_grads.push_back(at::empty_like(yd));
+      L.dy = p.target_grads.back().data_ptr();
+    }
+    p.layers.push_back(L);
+  }
+
+  if (outputs) {
+    const auto out_dtype = x0.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    p.loss = p.reduction == Reduction::PerSample ? at::empty({p.batch}, x0.options().dtype(out_dtype))
+                                                 : at::empty({}, x0.options().dtype(out_dtype));
+    p.stats = at::empty({p.total_segments, kStatCols}, x0.options().dtype(at::kDouble));
+  }
+  return p;
+}
+
+namespace {
+
+void check_grad_and_stats(const at::Tensor& grad, const at::Tensor& stats, Reduction reduction,
+                          int64_t batch, int64_t segments, const at::Tensor& ref,
+                          const std::string& ref_name) {
+  const auto loss_dtype = ref.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(grad.scalar_type() == loss_dtype, "grad has dtype ", grad.scalar_type(),
+              " but the loss of ", ref_name, " is ", loss_dtype);
+  check_same_device(grad, "grad", ref, ref_name);
+  if (reduction == Reduction::PerSample) {
+    TORCH_CHECK(grad.dim() == 1 && grad.size(0) == batch, "grad has shape ", shape_str(grad.sizes()),
+                " but reduction 'per_sample' gives a loss of shape (", batch, ",)");
+  } else {
+    TORCH_CHECK(grad.dim() == 0, "grad has shape ", shape_str(grad.sizes()),
+                " but the loss is a 0-dim tensor");
+  }
+  check_same_device(stats, "stats", ref, ref_name);
+  TORCH_CHECK(stats.scalar_type() == at::kDouble && stats.dim() == 2 && stats.size(0) == segments &&
+                  stats.size(1) == kStatCols && stats.is_contiguous(),
+              "stats must be the contiguous float64 (", segments, ", ", kStatCols,
+              ") tensor returned by feature_loss, got ", stats.scalar_type(), " ",
+              shape_str(stats.sizes()));
+}
+
+}  // namespace
+
+void check_backward_args(const FeaturePlan& plan, const at::Tensor& grad, const at::Tensor& stats) {
+  const at::Tensor& x0 = plan.keep[0];
+  check_grad_and_stats(grad, stats, plan.reduction, plan.batch, plan.total_segments, x0, "inputs[0]");
+}
+
+FeaturePlan plan_grad_scale(const at::Tensor& grad, const at::Tensor& stats,
+                            c10::string_view reduction, at::TensorList grads) {
+  TORCH_CHECK(!grads.empty(), "grads must hold at least one tensor");
+  FeaturePlan p;
+  p.reduction = parse_reduction(reduction);
+  p.criterion = Criterion::L1;
+  p.eps = 0.0;
+  const at::Tensor& g0 = grads[0];
+  check_floating(g0, "grads[0]");
+  p.dtype = dtype_of(g0.scalar_type());
+  p.batch = batch_of(g0);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const at::Tensor& g = grads[i];
+    const std::string name = arg_name("grads", i);
+    check_same_dtype(g, name, g0, "grads[0]");
+    check_same_device(g, name, g0, "grads[0]");
+    TORCH_CHECK(g.is_contiguous() || (g.dim() == 4 && g.is_contiguous(at::MemoryFormat::ChannelsLast)),
+                name, " must be contiguous or channels_last");
+    FeatureLayer L{};
+    L.dx = g.data_ptr();
+    L.batch = batch_of(g);
+    L.per_sample = L.batch > 0 ? g.numel() / L.batch : 0;
+    L.chunks_per_sample = chunks_per_sample(L.per_sample);
+    L.chunk_begin = p.total_chunks;
+    L.seg_begin = p.total_segments;
+    L.mask_div = L.mask_mod = 1;
+    p.total_chunks += L.batch * L.chunks_per_sample;
+    p.total_segments += L.batch;
+    p.layers.push_back(L);
+  }
+  check_grad_and_stats(grad, stats, p.reduction, p.batch, p.total_segments, g0, "grads[0]");
+  return p;
+}
+
+}  // namespace ganloss

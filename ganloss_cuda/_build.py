@@ -1,0 +1,77 @@
+"""What the extension is built from and how: shared by setup.py (ahead of time) and _ext.py (JIT).
+
+Imports nothing from the package, so setup.py can load this file on its own.
+"""
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def find_csrc():
+    """The csrc/ tree beside the package (source checkout, editable install), or None."""
+    for candidate in (PACKAGE_DIR.parent / "csrc", PACKAGE_DIR / "csrc"):
+        if (candidate / "ganloss.cpp").is_file():
+            return candidate
+    return None
+
+
+def csrc_hash(root) -> str:
+    """sha256 over sorted relative POSIX paths of every regular file under root, each fed as
+    path + NUL + sha256(bytes): the stamp of GPU results files (shared/docs/gpu-results.md)."""
+    root = Path(root)
+    paths = []
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = Path(d) / f
+            if p.is_file() and not p.is_symlink():
+                paths.append(p.relative_to(root).as_posix())
+    h = hashlib.sha256()
+    for rel in sorted(paths):
+        h.update(rel.encode() + b"\0" + hashlib.sha256((root / rel).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def nvcc_path():
+    """nvcc of the CUDA toolkit torch.utils.cpp_extension would use, or None."""
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    for home in (CUDA_HOME, os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")):
+        if home and (Path(home) / "bin" / "nvcc").is_file():
+            return str(Path(home) / "bin" / "nvcc")
+    return shutil.which("nvcc")
+
+
+def build_with_cuda() -> bool:
+    """CUDA kernels are built when torch has CUDA and nvcc is found (no GPU needed).
+    GANLOSS_CUDA_CPU_ONLY=1 turns them off."""
+    import torch
+
+    if os.environ.get("GANLOSS_CUDA_CPU_ONLY") == "1":
+        return False
+    return torch.version.cuda is not None and nvcc_path() is not None
+
+
+def sources(csrc, with_cuda):
+    csrc = Path(csrc)
+    files = [csrc / "ganloss.cpp", csrc / "feature_plan.cpp", *sorted((csrc / "cpu").glob("*.cpp"))]
+    if with_cuda:
+        files += sorted((csrc / "cuda").glob("*.cu")) + sorted((csrc / "cuda").glob("*.cpp"))
+    return [str(f) for f in files]
+
+
+def cxx_flags():
+    flags = ["-O3", "-fno-math-errno"]
+    if os.environ.get("DEBUG") == "1":
+        flags = ["-O0", "-g"]
+    return flags
+
+
+def nvcc_flags():
+    """Architectures come from TORCH_CUDA_ARCH_LIST (torch's rule: the visible GPUs if unset)."""
+    flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
+    if os.environ.get("DEBUG") == "1":
+        flags = ["-O0", "-g", "-G"]
+    return flags

@@ -63,7 +63,8 @@ def _scaled(grad: Tensor, stats: Tensor, reduction: str, grads: List[Tensor]) ->
         factor = stats[seg:seg + n, 2] * grad
         seg += n
         shape = (n,) + (1,) * (t.dim() - 1) if t.dim() else ()
-        out.append((t * factor.reshape(shape)).to(t.dtype))
+        acc = torch.float64 if t.dtype == torch.float64 else torch.float32
+        out.append((t.to(acc) * factor.to(acc).reshape(shape)).to(t.dtype))
     return out
 
 
@@ -104,7 +105,14 @@ def _backward(ctx, grad, _stats_grad, _dxs_grad, _dys_grad):
         dxs, dys = _ops.feature_loss_backward(grad, stats, xs, ys, masks, weights, criterion,
                                               reduction, eps, need_x, need_y)
     none = [None] * n
-    return (dxs or none, dys or none, [None] * ctx.num_masks, None, None, None, None, None, None)
+    return (dxs or none, dys or none, _no_grad(masks), _no_grad(weights), None, None, None, None,
+            None)
+
+
+def _no_grad(arg):
+    """The 'no gradient' entry for a list argument: torch.library treats a list as a list of
+    gradients only when every element is a tensor (an empty list too), else as one leaf."""
+    return [None] * len(arg) if all(isinstance(a, Tensor) for a in arg) else None
 
 
 torch.library.register_autograd("ganloss::feature_loss", _backward, setup_context=_setup_context)

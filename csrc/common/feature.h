@@ -80,6 +80,16 @@ GANLOSS_HD A mask_at(const FeatureLayer& L, int64_t n, int64_t j) {
   return static_cast<const A*>(L.mask)[n * L.mask_mod + (j / L.mask_div) % L.mask_mod];
 }
 
+// Gradient of element j of sample n for an upstream gradient of 1: s_l * rho'(d) [* m]. The
+// backward of a repeated pass rounds this to the input type and scales it, like the forward + scale
+// path, so every backward pass gives the same bits.
+template <Criterion C, bool Masked, typename A>
+GANLOSS_HD A unit_grad(const FeatureLayer& L, int64_t n, int64_t j, A d, A eps) {
+  A g = A(L.grad_scale) * criterion_grad<C>(d, eps);
+  if constexpr (Masked) g *= mask_at<A>(L, n, j);
+  return g;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Work decomposition.
 

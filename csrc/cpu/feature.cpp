@@ -3,7 +3,8 @@
 // forward : per chunk, sum_j criterion(x_j - y_j) [* m_j] (and sum_j m_j) into a chunk partial,
 //           and, when asked, dx_j = s_l * criterion'(d_j) [* m_j], dy_j = -dx_j for an upstream
 //           gradient of 1. Reads x, y (and m) once, writes dx (and dy) once.
-// backward: dx_j = g_n * f_seg * s_l * criterion'(d_j) [* m_j] recomputed from x, y.
+// backward: dx_j = g_n * f_seg * round(s_l * criterion'(d_j) [* m_j]), recomputed from x, y:
+//           the bits of forward + scale, so repeated backward passes agree exactly.
 // scale   : dx_j *= g_n * f_seg in place; chunks whose factor is exactly 1 are skipped.
 // Chunks run in parallel (at::parallel_for); partials are combined in a fixed order, so the loss
 // does not depend on the number of threads.
@@ -30,20 +31,19 @@ void forward_chunk(const FeatureLayer& L, const ChunkRange& r, double eps, doubl
   const T* __restrict__ y = static_cast<const T*>(L.y) + base;
   T* __restrict__ dx = L.dx ? static_cast<T*>(L.dx) + base : nullptr;
   T* __restrict__ dy = L.dy ? static_cast<T*>(L.dy) + base : nullptr;
-  const A e = A(eps), scale = A(L.grad_scale);
+  const A e = A(eps);
   A sum[kLanes] = {}, mask_sum[kLanes] = {};
   auto element = [&](int64_t j, int lane) {
     const A d = A(x[j]) - A(y[j]);
     A v = criterion_value<C>(d, e);
-    A g = Grad ? scale * criterion_grad<C>(d, e) : A(0);
     if constexpr (Masked) {
       const A m = mask_at<A>(L, r.sample, j);
       v *= m;
-      g *= m;
       mask_sum[lane] += m;
     }
     sum[lane] += v;
     if constexpr (Grad) {
+      const A g = unit_grad<C, Masked>(L, r.sample, j, d, e);
       if (dx) dx[j] = T(g);
       if (dy) dy[j] = T(-g);
     }
@@ -61,6 +61,8 @@ void forward_chunk(const FeatureLayer& L, const ChunkRange& r, double eps, doubl
   partial[1] = ms;
 }
 
+// The forward's gradient rounded to T, then scaled as scale_chunk does: the same bits as the
+// forward + scale path, so repeated backward passes agree exactly.
 template <typename T, Criterion C, bool Masked>
 void backward_chunk(const FeatureLayer& L, const ChunkRange& r, double eps, double factor) {
   using A = acc_t<T>;
@@ -71,8 +73,7 @@ void backward_chunk(const FeatureLayer& L, const ChunkRange& r, double eps, doub
   T* __restrict__ dy = L.dy ? static_cast<T*>(L.dy) + base : nullptr;
   const A e = A(eps), f = A(factor);
   for (int64_t j = r.begin; j < r.end; ++j) {
-    A g = f * criterion_grad<C>(A(x[j]) - A(y[j]), e);
-    if constexpr (Masked) g *= mask_at<A>(L, r.sample, j);
+    const A g = A(T(unit_grad<C, Masked>(L, r.sample, j, A(x[j]) - A(y[j]), e))) * f;
     if (dx) dx[j] = T(g);
     if (dy) dy[j] = T(-g);
   }
@@ -178,7 +179,7 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backwa
       constexpr Criterion C = decltype(crit)::value;
       for_each_chunk(p, [&](int64_t, const ChunkRange& r) {
         const FeatureLayer& L = p.layers[r.layer];
-        const double factor = segment_factor(p, r, g, st) * L.grad_scale;
+        const double factor = segment_factor(p, r, g, st);
         if (L.mask) backward_chunk<scalar_t, C, true>(L, r, p.eps, factor);
         else backward_chunk<scalar_t, C, false>(L, r, p.eps, factor);
       });

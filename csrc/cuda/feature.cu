@@ -9,7 +9,7 @@
 //           The last block to finish (atomic counter, zeroed by the host) reduces the partials
 //           in a fixed order: segments (one warp each), layers (one thread each), loss.
 //           Traffic: read x, y (+ m) once, write dx (+ dy) once; O(chunks) bytes of partials.
-// backward: dx_j = g_n * f_seg * s_l * rho'(d_j) [* m_j]: read x, y, write dx (+ dy).
+// backward: dx_j = g_n * f_seg * round(s_l * rho'(d_j) [* m_j]): read x, y, write dx (+ dy).
 // scale   : dx_j *= g_n * f_seg: read + write dx, nothing when the factor is exactly 1.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -152,19 +152,27 @@ template <typename T, Criterion C, bool Masked>
 __device__ __forceinline__ void forward_chunk(const FeatureLayer& L, const ChunkRange& r,
                                               acc_t<T> eps, acc_t<T>& sum, acc_t<T>& mask_sum) {
   using A = acc_t<T>;
-  const A scale = A(L.grad_scale);
   for_chunk<T>(L, r, [&](int64_t j, T xj, T yj) {
     const A d = to_acc(xj) - to_acc(yj);
     A v = criterion_value<C>(d, eps);
-    A g = scale * criterion_grad<C>(d, eps);
     if constexpr (Masked) {
       const A m = mask_at<A>(L, r.sample, j);
       v *= m;
-      g *= m;
       mask_sum += m;
     }
     sum += v;
-    return g;
+    return unit_grad<C, Masked>(L, r.sample, j, d, eps);
+  });
+}
+
+// The forward's gradient rounded to T, then scaled as in feature_grad_scale_kernel.
+template <typename T, Criterion C, bool Masked>
+__device__ __forceinline__ void backward_chunk(const FeatureLayer& L, const ChunkRange& r,
+                                               acc_t<T> eps, acc_t<T> factor) {
+  using A = acc_t<T>;
+  for_chunk<T>(L, r, [&](int64_t j, T xj, T yj) {
+    const A g = unit_grad<C, Masked>(L, r.sample, j, to_acc(xj) - to_acc(yj), eps);
+    return to_acc(from_acc<T>(g)) * factor;
   });
 }
 
@@ -204,18 +212,9 @@ feature_loss_backward_kernel(const __grid_constant__ FeatureLaunch p) {
   using A = acc_t<T>;
   const ChunkRange r = locate_chunk(p.layers, p.num_layers, p.chunk_offset + blockIdx.x);
   const FeatureLayer& L = p.layers[r.layer];
-  const A factor = A(upstream(p, r.sample) * p.grad_factors[kStatCols * (L.seg_begin + r.sample) + 2] *
-                     L.grad_scale);
-  const A eps = A(p.eps);
-  if (L.mask) {
-    for_chunk<T>(L, r, [&](int64_t j, T xj, T yj) {
-      return factor * criterion_grad<C>(to_acc(xj) - to_acc(yj), eps) * mask_at<A>(L, r.sample, j);
-    });
-  } else {
-    for_chunk<T>(L, r, [&](int64_t, T xj, T yj) {
-      return factor * criterion_grad<C>(to_acc(xj) - to_acc(yj), eps);
-    });
-  }
+  const A factor = A(upstream(p, r.sample) * p.grad_factors[kStatCols * (L.seg_begin + r.sample) + 2]);
+  if (L.mask) backward_chunk<T, C, true>(L, r, A(p.eps), factor);
+  else backward_chunk<T, C, false>(L, r, A(p.eps), factor);
 }
 
 template <typename T>

@@ -129,7 +129,17 @@ def available() -> bool:
     return load_error is None
 
 
+OPS = ("feature_loss", "feature_loss_backward", "feature_loss_scale_grads_")
+
+# Which ops have kernels for which device type, read once here so that the lookup in
+# functional.py is a plain dict access that torch.compile traces without a graph break.
+_kernels = {
+    (op, device): available() and torch._C._dispatch_has_kernel_for_dispatch_key(
+        f"ganloss::{op}", device.upper())
+    for op in OPS for device in ("cpu", "cuda")
+}
+
+
 def has_kernel(op: str, device_type: str) -> bool:
     """Whether ganloss::<op> has a kernel for 'cpu' or 'cuda' tensors."""
-    return available() and torch._C._dispatch_has_kernel_for_dispatch_key(
-        f"ganloss::{op}", device_type.upper())
+    return _kernels.get((op, device_type), False)

@@ -5,9 +5,6 @@ import torch
 
 from . import _build, _ext
 
-OPS = ("feature_loss", "feature_loss_backward", "feature_loss_scale_grads_")
-
-
 def build_facts() -> dict:
     csrc = _build.find_csrc()
     facts = {
@@ -23,7 +20,7 @@ def build_facts() -> dict:
         "build": dict(_ext.build_info),
         "jit_cache": str(_ext.cache_root()),
     }
-    facts["kernels"] = {op: [d for d in ("cpu", "cuda") if _ext.has_kernel(op, d)] for op in OPS}
+    facts["kernels"] = {op: [d for d in ("cpu", "cuda") if _ext.has_kernel(op, d)] for op in _ext.OPS}
     return facts
 
 

@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
+from torch._subclasses.functional_tensor import FunctionalTensor
 
 _ops = torch.ops.ganloss
 
@@ -68,6 +69,17 @@ def _scaled(grad: Tensor, stats: Tensor, reduction: str, grads: List[Tensor]) ->
     return out
 
 
+# Marks gradient buffers that only the autograd context can reach (set by feature_loss below):
+# the eager backward may then scale them in place instead of writing new tensors.
+_PRIVATE = "_ganloss_private_grad"
+
+
+def _traced(t: Tensor) -> bool:
+    """Inside torch.compile / AOTAutograd tracing (functionalized tensors), where the backward
+    must not mutate its saved tensors."""
+    return torch.compiler.is_compiling() or isinstance(t, FunctionalTensor)
+
+
 def _setup_context(ctx, inputs, output):
     xs, ys, masks, weights, criterion, reduction, eps, input_grad, target_grad = inputs
     loss, stats, dxs, dys = output
@@ -82,7 +94,7 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad, _stats_grad, _dxs_grad, _dys_grad):
-    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+    if torch.is_grad_enabled() and not _traced(grad):
         raise RuntimeError("ganloss feature_loss is differentiable once: backward with "
                            "create_graph=True (double backward) is not supported")
     stats, *rest = ctx.saved_tensors
@@ -93,10 +105,10 @@ def _backward(ctx, grad, _stats_grad, _dxs_grad, _dys_grad):
     have_x, have_y = ctx.dxs is not None, ctx.dys is not None
     if (have_x or not need_x) and (have_y or not need_y):
         grads = (ctx.dxs if need_x else []) + (ctx.dys if need_y else [])
-        if torch.compiler.is_compiling():
+        if _traced(grad) or not all(getattr(t, _PRIVATE, False) for t in grads):
             grads = _scaled(grad, stats, reduction, grads[:n]) + _scaled(grad, stats, reduction, grads[n:])
-        else:
-            ctx.dxs = ctx.dys = None  # hand the buffers over (autograd may keep them as .grad)
+        else:  # nobody else holds these buffers: scale them in place and hand them on
+            ctx.dxs = ctx.dys = None  # (autograd may keep them as .grad)
             for part in (grads[:n], grads[n:]):  # one list per call: stats has one row per sample
                 if part:
                     _ops.feature_loss_scale_grads_(grad, stats, reduction, part)
@@ -126,6 +138,9 @@ def feature_loss(inputs: Sequence[Tensor], targets: Sequence[Tensor],
     grad_on = torch.is_grad_enabled()
     input_grad = grad_on and any(x.requires_grad for x in inputs)
     target_grad = grad_on and any(y.requires_grad for y in targets)
-    loss, _, _, _ = _ops.feature_loss(list(inputs), list(targets), list(masks), list(weights),
-                                      criterion, reduction, eps, input_grad, target_grad)
+    loss, _, dxs, dys = _ops.feature_loss(list(inputs), list(targets), list(masks), list(weights),
+                                          criterion, reduction, eps, input_grad, target_grad)
+    if not torch.compiler.is_compiling():
+        for t in dxs + dys:
+            setattr(t, _PRIVATE, True)
     return loss

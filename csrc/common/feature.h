@@ -69,7 +69,7 @@ GANLOSS_HD A criterion_value(A d, A eps) {
 // L1 follows torch's sign(): 0 at d == 0 and at NaN.
 template <Criterion C, typename A>
 GANLOSS_HD A criterion_grad(A d, A eps) {
-  if constexpr (C == Criterion::L1) return A(d > A(0)) - A(d < A(0));
+  if constexpr (C == Criterion::L1) return A(int(d > A(0)) - int(d < A(0)));  // setcc, no branch
   if constexpr (C == Criterion::MSE) return A(2) * d;
   if constexpr (C == Criterion::Fro) return d;
   if constexpr (C == Criterion::Charbonnier) return d / sqrt_(d * d + eps);

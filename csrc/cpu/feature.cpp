@@ -23,8 +23,9 @@ namespace {
 
 constexpr int kLanes = 8;  // independent accumulators, so the compiler can vectorize the loop
 
+// L is taken by value so the compiler knows the gradient stores cannot change it.
 template <typename T, Criterion C, bool Masked, bool Grad>
-void forward_chunk(const FeatureLayer& L, const ChunkRange& r, double eps, double* partial) {
+void forward_chunk(const FeatureLayer L, const ChunkRange& r, double eps, double* partial) {
   using A = acc_t<T>;
   const int64_t base = r.sample * L.per_sample;
   const T* __restrict__ x = static_cast<const T*>(L.x) + base;
@@ -33,6 +34,7 @@ void forward_chunk(const FeatureLayer& L, const ChunkRange& r, double eps, doubl
   T* __restrict__ dy = L.dy ? static_cast<T*>(L.dy) + base : nullptr;
   const A e = A(eps);
   A sum[kLanes] = {}, mask_sum[kLanes] = {};
+  // One element in lane `lane`; returns its gradient (0 when not wanted).
   auto element = [&](int64_t j, int lane) {
     const A d = A(x[j]) - A(y[j]);
     A v = criterion_value<C>(d, e);
@@ -42,16 +44,25 @@ void forward_chunk(const FeatureLayer& L, const ChunkRange& r, double eps, doubl
       mask_sum[lane] += m;
     }
     sum[lane] += v;
-    if constexpr (Grad) {
-      const A g = unit_grad<C, Masked>(L, r.sample, j, d, e);
-      if (dx) dx[j] = T(g);
-      if (dy) dy[j] = T(-g);
-    }
+    return Grad ? unit_grad<C, Masked>(L, r.sample, j, d, e) : A(0);
   };
+  auto store = [&](int64_t j, A g) {
+    if (dx) dx[j] = T(g);
+    if (dy) dy[j] = T(-g);
+  };
+  // Full blocks of kLanes: arithmetic and stores in separate constant-trip loops, which the
+  // compiler vectorizes (no data-dependent branches for the sign of d).
   int64_t j = r.begin;
-  for (; j + kLanes <= r.end; j += kLanes)
-    for (int lane = 0; lane < kLanes; ++lane) element(j + lane, lane);
-  for (int lane = 0; j < r.end; ++j, ++lane) element(j, lane);
+  for (; j + kLanes <= r.end; j += kLanes) {
+    A g[kLanes];
+    for (int lane = 0; lane < kLanes; ++lane) g[lane] = element(j + lane, lane);
+    if constexpr (Grad)
+      for (int lane = 0; lane < kLanes; ++lane) store(j + lane, g[lane]);
+  }
+  for (int lane = 0; j < r.end; ++j, ++lane) {
+    const A g = element(j, lane);
+    if constexpr (Grad) store(j, g);
+  }
   double s = 0.0, ms = 0.0;
   for (int lane = 0; lane < kLanes; ++lane) {
     s += double(sum[lane]);
@@ -64,7 +75,7 @@ void forward_chunk(const FeatureLayer& L, const ChunkRange& r, double eps, doubl
 // The forward's gradient rounded to T, then scaled as scale_chunk does: the same bits as the
 // forward + scale path, so repeated backward passes agree exactly.
 template <typename T, Criterion C, bool Masked>
-void backward_chunk(const FeatureLayer& L, const ChunkRange& r, double eps, double factor) {
+void backward_chunk(const FeatureLayer L, const ChunkRange& r, double eps, double factor) {
   using A = acc_t<T>;
   const int64_t base = r.sample * L.per_sample;
   const T* __restrict__ x = static_cast<const T*>(L.x) + base;
@@ -80,7 +91,7 @@ void backward_chunk(const FeatureLayer& L, const ChunkRange& r, double eps, doub
 }
 
 template <typename T>
-void scale_chunk(const FeatureLayer& L, const ChunkRange& r, double factor) {
+void scale_chunk(const FeatureLayer L, const ChunkRange& r, double factor) {
   using A = acc_t<T>;
   T* __restrict__ g = static_cast<T*>(L.dx) + r.sample * L.per_sample;
   const A f = A(factor);

@@ -63,7 +63,7 @@ def sources(csrc, with_cuda):
 
 
 def cxx_flags():
-    flags = ["-O3", "-fno-math-errno"]
+    flags = ["-O3", "-fno-math-errno", "-fopenmp-simd"]
     if os.environ.get("DEBUG") == "1":
         flags = ["-O0", "-g"]
     return flags

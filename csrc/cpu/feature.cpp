@@ -21,10 +21,14 @@
 namespace ganloss {
 namespace {
 
-constexpr int kLanes = 8;  // independent accumulators, so the compiler can vectorize the loop
+// L is taken by value so the compiler knows the gradient stores cannot change it. The element
+// loop is an explicit SIMD reduction (-fopenmp-simd): its summation order is fixed by the build,
+// not by the data or the thread count.
+// Which gradients a forward chunk writes: a template argument, so that the vectorized loop has
+// no conditional (masked) stores.
+enum GradOut { kNoGrad = 0, kDx = 1, kDy = 2, kDxDy = 3 };
 
-// L is taken by value so the compiler knows the gradient stores cannot change it.
-template <typename T, Criterion C, bool Masked, bool Grad>
+template <typename T, Criterion C, bool Masked, int Out>
 void forward_chunk(const FeatureLayer L, const ChunkRange& r, double eps, double* partial) {
   using A = acc_t<T>;
   const int64_t base = r.sample * L.per_sample;
@@ -33,43 +37,25 @@ void forward_chunk(const FeatureLayer L, const ChunkRange& r, double eps, double
   T* __restrict__ dx = L.dx ? static_cast<T*>(L.dx) + base : nullptr;
   T* __restrict__ dy = L.dy ? static_cast<T*>(L.dy) + base : nullptr;
   const A e = A(eps);
-  A sum[kLanes] = {}, mask_sum[kLanes] = {};
-  // One element in lane `lane`; returns its gradient (0 when not wanted).
-  auto element = [&](int64_t j, int lane) {
+  A sum = 0, mask_sum = 0;
+#pragma omp simd reduction(+ : sum, mask_sum)
+  for (int64_t j = r.begin; j < r.end; ++j) {
     const A d = A(x[j]) - A(y[j]);
     A v = criterion_value<C>(d, e);
     if constexpr (Masked) {
       const A m = mask_at<A>(L, r.sample, j);
       v *= m;
-      mask_sum[lane] += m;
+      mask_sum += m;
     }
-    sum[lane] += v;
-    return Grad ? unit_grad<C, Masked>(L, r.sample, j, d, e) : A(0);
-  };
-  auto store = [&](int64_t j, A g) {
-    if (dx) dx[j] = T(g);
-    if (dy) dy[j] = T(-g);
-  };
-  // Full blocks of kLanes: arithmetic and stores in separate constant-trip loops, which the
-  // compiler vectorizes (no data-dependent branches for the sign of d).
-  int64_t j = r.begin;
-  for (; j + kLanes <= r.end; j += kLanes) {
-    A g[kLanes];
-    for (int lane = 0; lane < kLanes; ++lane) g[lane] = element(j + lane, lane);
-    if constexpr (Grad)
-      for (int lane = 0; lane < kLanes; ++lane) store(j + lane, g[lane]);
+    sum += v;
+    if constexpr (Out != kNoGrad) {
+      const A g = unit_grad<C, Masked>(L, r.sample, j, d, e);
+      if constexpr ((Out & kDx) != 0) dx[j] = T(g);
+      if constexpr ((Out & kDy) != 0) dy[j] = T(-g);
+    }
   }
-  for (int lane = 0; j < r.end; ++j, ++lane) {
-    const A g = element(j, lane);
-    if constexpr (Grad) store(j, g);
-  }
-  double s = 0.0, ms = 0.0;
-  for (int lane = 0; lane < kLanes; ++lane) {
-    s += double(sum[lane]);
-    ms += double(mask_sum[lane]);
-  }
-  partial[0] = s;
-  partial[1] = ms;
+  partial[0] = double(sum);
+  partial[1] = double(mask_sum);
 }
 
 // The forward's gradient rounded to T, then scaled as scale_chunk does: the same bits as the
@@ -109,6 +95,16 @@ double segment_factor(const FeaturePlan& p, const ChunkRange& r, const at::Tenso
                       const double* stats) {
   const FeatureLayer& L = p.layers[r.layer];
   return upstream(grad, p.reduction, r.sample) * stats[kStatCols * (L.seg_begin + r.sample) + 2];
+}
+
+template <typename F>
+void dispatch_grad_out(int grads, F&& f) {
+  switch (grads) {
+    case kNoGrad: f(std::integral_constant<int, kNoGrad>{}); break;
+    case kDx: f(std::integral_constant<int, kDx>{}); break;
+    case kDy: f(std::integral_constant<int, kDy>{}); break;
+    default: f(std::integral_constant<int, kDxDy>{}); break;
+  }
 }
 
 template <typename F>
@@ -160,14 +156,11 @@ feature_loss_cpu(at::TensorList inputs, at::TensorList targets,
       for_each_chunk(p, [&](int64_t c, const ChunkRange& r) {
         const FeatureLayer& L = p.layers[r.layer];
         double* out = &partials[2 * c];
-        const bool grad = L.dx || L.dy;
-        if (L.mask) {
-          if (grad) forward_chunk<scalar_t, C, true, true>(L, r, p.eps, out);
-          else forward_chunk<scalar_t, C, true, false>(L, r, p.eps, out);
-        } else {
-          if (grad) forward_chunk<scalar_t, C, false, true>(L, r, p.eps, out);
-          else forward_chunk<scalar_t, C, false, false>(L, r, p.eps, out);
-        }
+        const int grads = (L.dx ? kDx : 0) | (L.dy ? kDy : 0);
+        dispatch_grad_out(grads, [&](auto g) {
+          if (L.mask) forward_chunk<scalar_t, C, true, decltype(g)::value>(L, r, p.eps, out);
+          else forward_chunk<scalar_t, C, false, decltype(g)::value>(L, r, p.eps, out);
+        });
       });
     });
   });

@@ -79,7 +79,7 @@ def _load_jit(csrc, digest):
         torch.ops.load_library(str(library))
     else:
         if _env("GANLOSS_CUDA_NO_JIT"):
-            return "no setup.py build and GANLOSS_CUDA_NO_JIT=1 forbids compiling"
+            return "GANLOSS_CUDA_NO_JIT=1 forbids compiling and no JIT build is cached"
         build_dir.mkdir(parents=True, exist_ok=True)
         kind = "CPU + CUDA" if with_cuda else "CPU"
         _say(f"compiling {kind} kernels (csrc {digest[:12]}) into {build_dir}; "
@@ -103,7 +103,7 @@ def _load():
     csrc = _build.find_csrc()
     digest = _build.csrc_hash(csrc) if csrc is not None else None
     if _env("GANLOSS_CUDA_JIT"):
-        reason = "GANLOSS_CUDA_JIT=1"
+        reason = "setup.py build ignored (GANLOSS_CUDA_JIT=1)"
     else:
         try:
             reason = _load_prebuilt(csrc, digest)
@@ -114,9 +114,10 @@ def _load():
     if csrc is None:
         return f"{reason}, and no csrc/ tree to compile"
     try:
-        return _load_jit(csrc, digest)
+        jit_error = _load_jit(csrc, digest)
     except Exception as e:  # compiler missing, build error, ...
-        return f"{reason}; JIT build failed: {type(e).__name__}: {e}"
+        jit_error = f"JIT build failed: {type(e).__name__}: {e}"
+    return None if jit_error is None else f"{reason}; {jit_error}"
 
 
 load_error = _load()

@@ -26,6 +26,12 @@ def _batch(t: Tensor):
     return t.shape[0] if t.dim() > 0 else 1
 
 
+def _grads_fake(inputs, targets, input_grad, target_grad):
+    dxs = [_grad_like(x, x, y) for x, y in zip(inputs, targets)] if input_grad else []
+    dys = [_grad_like(y, x, y) for x, y in zip(inputs, targets)] if target_grad else []
+    return dxs, dys
+
+
 # Registers a FakeTensor kernel ("meta kernel"): output shapes, dtypes and strides from the
 # inputs alone. torch.compile traces through it without running the op, so the op is one node
 # in the graph rather than a graph break.
@@ -37,17 +43,13 @@ def _feature_loss_fake(inputs, targets, masks, weights, criterion, reduction, ep
     loss = x0.new_empty((_batch(x0),) if reduction == "per_sample" else (), dtype=out_dtype)
     segments = sum(_batch(x) for x in inputs)
     stats = x0.new_empty((segments, 3), dtype=torch.float64)
-    dxs = [_grad_like(x, x, y) for x, y in zip(inputs, targets)] if input_grad else []
-    dys = [_grad_like(y, x, y) for x, y in zip(inputs, targets)] if target_grad else []
-    return loss, stats, dxs, dys
+    return (loss, stats, *_grads_fake(inputs, targets, input_grad, target_grad))
 
 
 @torch.library.register_fake("ganloss::feature_loss_backward")
 def _feature_loss_backward_fake(grad, stats, inputs, targets, masks, weights, criterion,
                                 reduction, eps, input_grad, target_grad):
-    dxs = [_grad_like(x, x, y) for x, y in zip(inputs, targets)] if input_grad else []
-    dys = [_grad_like(y, x, y) for x, y in zip(inputs, targets)] if target_grad else []
-    return dxs, dys
+    return _grads_fake(inputs, targets, input_grad, target_grad)
 
 
 @torch.library.register_fake("ganloss::feature_loss_scale_grads_")

@@ -265,3 +265,40 @@ def test_per_sample_averages_to_mean():
         mean = F.feature_loss(xs, ys, w, c, "mean")
         per = F.feature_loss(xs, ys, w, c, "per_sample")
         assert_close(per.mean(), mean, 1e-12, c)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES[2:])
+@pytest.mark.parametrize("criterion", ["l1", "mse"])
+def test_low_precision_error_at_most_twice_eager(device, dtype, criterion):
+    """flash-attention's rule (style.md): against the float64 oracle, our error is at most twice
+    that of the anchors' own computation in the same low precision (F.l1_loss / F.mse_loss on
+    fp16/bf16 tensors, no autocast)."""
+    import torch.nn.functional as TF
+
+    xs, ys, _, weights = make_case(LAYER_SETS["vgg_like"], dtype, device, masked=False)
+    anchor = TF.l1_loss if criterion == "l1" else TF.mse_loss
+    kw = dict(weights=weights, criterion=criterion)
+    ref, xd, _ = oracle(xs, ys, None, **kw)
+    ref_grads = torch.autograd.grad(ref, xd)
+    ours = F.feature_loss(xs, ys, **kw)
+    eager = sum(w * anchor(x, y) for w, x, y in zip(weights, xs, ys))
+    tiny = 1e-6 * ref.abs()
+    assert (ours - ref).abs() <= 2 * (eager.double() - ref).abs() + tiny
+    for a, b, r in zip(torch.autograd.grad(ours, xs), torch.autograd.grad(eager, xs), ref_grads):
+        floor = 1e-6 * r.abs().max()
+        assert (a.double() - r).abs().max() <= 2 * (b.double() - r).abs().max() + floor
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_under_autocast(device):
+    """AMP: bf16 features from an autocast region go in as they are; the loss is fp32."""
+    conv = torch.nn.Conv2d(3, 8, 3).to(device)
+    img, tgt = torch.randn(2, 3, 16, 16, device=device), torch.randn(2, 3, 16, 16, device=device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        fx, fy = conv(img), conv(tgt).detach()
+        loss = F.feature_loss([fx], [fy], criterion="mse")
+    assert fx.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    assert_close(loss, R.feature_loss([fx.double()], [fy.double()], criterion="mse"), 1e-5, "loss")
+    loss.backward()
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()

@@ -101,7 +101,10 @@ def check_feature_args(inputs: list, targets: list, weights: list, criterion: st
 
 def elementwise(x: Tensor, y: Tensor, criterion: str, eps: float = 1e-12) -> Tensor:
     """criterion(x - y) per element, in the dtype of x: |d|, d^2 or sqrt(d^2 + eps)."""
-    d = x - y
+    return _rho(x - y, criterion, eps)
+
+
+def _rho(d: Tensor, criterion: str, eps: float) -> Tensor:
     if criterion == "l1":
         return d.abs()
     if criterion == "mse":
@@ -117,7 +120,7 @@ def _layer_term(x: Tensor, y: Tensor, m: Optional[Tensor], criterion: str, reduc
     per_sample = reduction == "per_sample"
     if criterion == "fro":  # BasicSR: torch.norm(x - gt, p='fro'), never averaged
         return d.flatten(1).norm(dim=1) if per_sample else d.norm()
-    e = elementwise(d, torch.zeros((), dtype=acc, device=d.device), criterion, eps)
+    e = _rho(d, criterion, eps)
     if m is None:
         if reduction == "sum":
             return e.sum()

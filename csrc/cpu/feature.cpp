@@ -21,13 +21,13 @@
 namespace ganloss {
 namespace {
 
-// L is taken by value so the compiler knows the gradient stores cannot change it. The element
-// loop is an explicit SIMD reduction (-fopenmp-simd): its summation order is fixed by the build,
-// not by the data or the thread count.
 // Which gradients a forward chunk writes: a template argument, so that the vectorized loop has
 // no conditional (masked) stores.
 enum GradOut { kNoGrad = 0, kDx = 1, kDy = 2, kDxDy = 3 };
 
+// L is taken by value so the compiler knows the gradient stores cannot change it. The element
+// loop is an explicit SIMD reduction (-fopenmp-simd): its summation order is fixed by the build,
+// not by the data or the thread count.
 template <typename T, Criterion C, bool Masked, int Out>
 void forward_chunk(const FeatureLayer L, const ChunkRange& r, double eps, double* partial) {
   using A = acc_t<T>;

@@ -66,10 +66,14 @@ NVCC = _build.nvcc_path()
 CU_FILES = sorted(CSRC.glob("**/*.cu"))
 API_CPP = CSRC / "cuda" / "api.cpp"
 ARCHS = ("sm_80", "sm_90")
-CU_FLAGS = ["-c", "-std=c++17", "-O3", "--expt-relaxed-constexpr",
+# torch's extension builds define these (no implicit __half/__nv_bfloat16 arithmetic); C++17 is
+# the standard of the torch 2.11 on the GPU machine, the stricter of the two in use.
+TORCH_NVCC_DEFINES = ["-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
+                      "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "-D__CUDA_NO_HALF2_OPERATORS__"]
+CU_FLAGS = ["-c", "-std=c++17", "-O3", "--expt-relaxed-constexpr", *TORCH_NVCC_DEFINES,
             "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
             "-Xptxas", "-v", "-Werror", "all-warnings", "-Xcompiler", "-Wall,-Wextra,-Werror"]
-HOST_FLAGS = ["-c", "-std=c++20", "-O3", "-Werror", "all-warnings",
+HOST_FLAGS = ["-c", "-std=c++17", "-O3", "-Werror", "all-warnings",
               "-Xcompiler", "-Wall,-Wextra,-Werror"]
 
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found")

@@ -5,6 +5,7 @@ import torch
 
 from . import _build, _ext
 
+
 def build_facts() -> dict:
     csrc = _build.find_csrc()
     facts = {
@@ -20,7 +21,8 @@ def build_facts() -> dict:
         "build": dict(_ext.build_info),
         "jit_cache": str(_ext.cache_root()),
     }
-    facts["kernels"] = {op: [d for d in ("cpu", "cuda") if _ext.has_kernel(op, d)] for op in _ext.OPS}
+    facts["kernels"] = {op: [d for d in ("cpu", "cuda") if _ext.has_kernel(op, d)]
+                        for op in _ext.OPS}
     return facts
 
 

@@ -4,7 +4,9 @@ Imports nothing from the package, so setup.py can load this file on its own.
 """
 import hashlib
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -69,9 +71,42 @@ def cxx_flags():
     return flags
 
 
+def nvcc_archs(list_gpu_arch_output: str) -> list:
+    """The plain compute capabilities (80 for compute_80) in the output of `nvcc --list-gpu-arch`,
+    ascending; family and arch-specific variants such as compute_90a are left out."""
+    return sorted({int(n) for n in re.findall(r"^compute_(\d+)$", list_gpu_arch_output, re.M)})
+
+
+def default_arch_flags(archs) -> list:
+    """-gencode flags for every arch in `archs` from sm_80 up, plus PTX for the newest of them
+    (which the driver compiles for GPUs newer than the toolkit)."""
+    chosen = [a for a in archs if a >= 80]
+    if not chosen:
+        raise RuntimeError(f"nvcc supports no arch from sm_80 up (it lists {archs}): "
+                           "set TORCH_CUDA_ARCH_LIST or use a newer CUDA toolkit")
+    newest = chosen[-1]
+    return ([f"-gencode=arch=compute_{a},code=sm_{a}" for a in chosen]
+            + [f"-gencode=arch=compute_{newest},code=compute_{newest}"])
+
+
+def cuda_arch_flags() -> list:
+    """Arch flags for nvcc when torch's own rule cannot apply: with TORCH_CUDA_ARCH_LIST unset
+    torch builds for the visible GPUs, and with none visible (a build container) it fails with
+    IndexError. Then: default_arch_flags of what the installed nvcc supports. Torch adds no arch
+    flags of its own once these are given; [] leaves the choice to torch."""
+    import torch
+
+    if os.environ.get("TORCH_CUDA_ARCH_LIST") or torch.cuda.device_count() > 0:
+        return []
+    listing = subprocess.run([nvcc_path(), "--list-gpu-arch"], capture_output=True, text=True,
+                             check=True).stdout
+    return default_arch_flags(nvcc_archs(listing))
+
+
 def nvcc_flags():
-    """Architectures come from TORCH_CUDA_ARCH_LIST (torch's rule: the visible GPUs if unset)."""
+    """Flags for nvcc; architectures from TORCH_CUDA_ARCH_LIST, else the visible GPUs (torch's
+    rule), else cuda_arch_flags(). Call only when building with CUDA (runs nvcc)."""
     flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
     if os.environ.get("DEBUG") == "1":
         flags = ["-O0", "-g", "-G"]
-    return flags
+    return flags + cuda_arch_flags()

@@ -2,7 +2,9 @@
 
 Order: the setup.py build (``ganloss_cuda._C``) when it was built from the csrc/ tree at hand,
 else a JIT build of csrc/ through ``torch.utils.cpp_extension.load`` into a cache keyed by the
-content hash of csrc/ (a build that exists is loaded without invoking the compiler). If neither
+content hash of csrc/. A cache entry is a directory built under a temporary name and renamed into
+place, with a manifest (the library's size and sha256) written last; an entry that matches its
+manifest is loaded without invoking the compiler, any other is rebuilt. If neither
 works, ``load_error`` keeps the reason and the public API falls back to ``reference`` with one
 warning. Environment:
 
@@ -13,10 +15,15 @@ warning. Environment:
   GANLOSS_CUDA_CACHE=DIR   JIT cache root (default: $TORCH_EXTENSIONS_DIR or ~/.cache/ganloss_cuda)
   GANLOSS_CUDA_CPU_ONLY=1  build without CUDA kernels even when nvcc is found
 """
+import hashlib
 import importlib
 import json
 import os
+import re
+import shutil
+import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +49,7 @@ def cache_root() -> Path:
 
 
 def _jit_dir(digest: str, with_cuda: bool) -> Path:
+    """The cache entry for this csrc/ tree, Python, torch and flavour (a directory)."""
     flavour = f"cu{torch.version.cuda}" if with_cuda else "cpu"
     tag = f"py{sys.version_info.major}{sys.version_info.minor}_torch{torch.__version__}_{flavour}"
     return cache_root() / tag.replace("+", "_") / digest[:16]
@@ -67,33 +75,129 @@ class _StaleBuild(Exception):
     pass
 
 
-def _load_jit(csrc, digest):
+MANIFEST = "manifest.json"  # written last into a cache entry: the library's size and sha256
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _entry_problem(entry: Path):
+    """Why the cache entry must not be loaded (str), or None when its library has the size and
+    sha256 that its manifest records."""
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text())
+        library = entry / manifest["library"]
+        size = library.stat().st_size
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"no valid {MANIFEST} or library ({type(e).__name__}: {e})"
+    if size != manifest.get("size"):
+        return f"{library.name} has {size} bytes, {MANIFEST} says {manifest.get('size')}"
+    if _sha256(library) != manifest.get("sha256"):
+        return f"{library.name} does not match the sha256 in {MANIFEST}"
+    return None
+
+
+def _build_owner_alive(build_dir: Path, prefix: str) -> bool:
+    """Whether the process named in a temporary build directory (prefix + pid + '-' + random)
+    still runs."""
+    try:
+        os.kill(int(build_dir.name[len(prefix):].split("-")[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True  # not ours to judge, or alive under another user
+    return True
+
+
+def _build_failure_cause(log: str) -> str:
+    """The line of a build log that says what went wrong: the first compiler error or missing
+    program, else the log's first line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()] or ["(empty build log)"]
+    cause = next((line for line in lines
+                  if re.search(r"error:|not found|no such file", line, re.I)), lines[0])
+    return cause[:300]
+
+
+class _BuildFailed(Exception):
+    pass
+
+
+def _build_entry(csrc, entry: Path, name: str, with_cuda: bool):
+    """Compiles csrc/ into `entry` atomically: in a fresh directory of this process beside it (so
+    no lock or half-written file of another build is ever seen), manifest written last, then
+    renamed into place. torch loads the library as it builds it. Temporary directories of dead
+    builds on this host are removed first. Raises _BuildFailed with a one-line cause; the full
+    log goes to <entry>.build.log."""
     from torch.utils import cpp_extension
 
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f"{entry.name}.build-{socket.gethostname()}-"
+    for stale in entry.parent.glob(prefix + "*"):
+        if not _build_owner_alive(stale, prefix):
+            shutil.rmtree(stale, ignore_errors=True)
+    build_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=entry.parent))
+    nvcc_flags = _build.nvcc_flags() if with_cuda else []
+    try:
+        try:
+            cpp_extension.load(
+                name=name, sources=_build.sources(csrc, with_cuda), build_directory=str(build_dir),
+                extra_cflags=_build.cxx_flags(), extra_cuda_cflags=nvcc_flags,
+                with_cuda=with_cuda, is_python_module=False, verbose=False)
+        except Exception as e:
+            log = entry.parent / f"{entry.name}.build.log"
+            log.write_text(f"{type(e).__name__}: {e}\n")
+            raise _BuildFailed(f"{_build_failure_cause(str(e))} (full build log: {log})") from None
+        library = build_dir / f"{name}.so"
+        (build_dir / MANIFEST).write_text(json.dumps({
+            "library": library.name, "size": library.stat().st_size, "sha256": _sha256(library),
+            "with_cuda": with_cuda, "nvcc_flags": nvcc_flags,
+            "torch_cuda_arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST")}, indent=1) + "\n")
+        try:
+            os.rename(build_dir, entry)
+        except OSError:
+            if _entry_problem(entry) is not None:  # else another process has just put it there
+                raise
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+
+
+def _load_jit(csrc, digest):
     with_cuda = _build.build_with_cuda()
-    build_dir = _jit_dir(digest, with_cuda)
+    entry = _jit_dir(digest, with_cuda)
     name = f"ganloss_{digest[:16]}"
-    library = build_dir / f"{name}.so"
     seconds = 0.0
-    if library.is_file():
-        torch.ops.load_library(str(library))
+    cached = entry.exists()
+    problem = _entry_problem(entry) if cached else None
+    if cached and problem is None:
+        torch.ops.load_library(str(entry / f"{name}.so"))
+    elif _env("GANLOSS_CUDA_NO_JIT"):
+        return ("GANLOSS_CUDA_NO_JIT=1 forbids compiling and no JIT build is cached"
+                + (f" (the cached one at {entry} is invalid: {problem})" if problem else ""))
     else:
-        if _env("GANLOSS_CUDA_NO_JIT"):
-            return "GANLOSS_CUDA_NO_JIT=1 forbids compiling and no JIT build is cached"
-        build_dir.mkdir(parents=True, exist_ok=True)
+        if problem is not None:
+            _say(f"discarding the cached build {entry}: {problem}")
+            shutil.rmtree(entry, ignore_errors=True)
         kind = "CPU + CUDA" if with_cuda else "CPU"
-        _say(f"compiling {kind} kernels (csrc {digest[:12]}) into {build_dir}; "
+        _say(f"compiling {kind} kernels (csrc {digest[:12]}) into {entry}; "
              "the first build takes a minute or two ...")
         start = time.time()
-        cpp_extension.load(
-            name=name, sources=_build.sources(csrc, with_cuda), build_directory=str(build_dir),
-            extra_cflags=_build.cxx_flags(), extra_cuda_cflags=_build.nvcc_flags(),
-            with_cuda=with_cuda, is_python_module=False, verbose=False)
+        try:
+            _build_entry(csrc, entry, name, with_cuda)
+        except _BuildFailed as e:
+            _say(f"build failed: {e}")
+            return f"JIT build failed: {e}"
         seconds = time.time() - start
         _say(f"built in {seconds:.0f} s")
-    build_info.update(source="jit", path=str(library), csrc_sha256=digest, with_cuda=with_cuda,
-                      build_seconds=round(seconds, 1),
-                      torch_cuda_arch_list=os.environ.get("TORCH_CUDA_ARCH_LIST"))
+    manifest = json.loads((entry / MANIFEST).read_text())
+    build_info.update(source="jit", path=str(entry / manifest["library"]), csrc_sha256=digest,
+                      with_cuda=manifest["with_cuda"], build_seconds=round(seconds, 1),
+                      nvcc_flags=manifest["nvcc_flags"],
+                      torch_cuda_arch_list=manifest["torch_cuda_arch_list"])
     return None
 
 
@@ -115,9 +219,9 @@ def _load():
         return f"{reason}, and no csrc/ tree to compile"
     try:
         jit_error = _load_jit(csrc, digest)
-    except Exception as e:  # compiler missing, build error, ...
+    except Exception as e:  # unwritable cache, unloadable library, ...
         jit_error = f"JIT build failed: {type(e).__name__}: {e}"
-    return None if jit_error is None else f"{reason}; {jit_error}"
+    return None if jit_error is None else f"{jit_error}; {reason}"  # the cause first
 
 
 load_error = _load()

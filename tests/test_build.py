@@ -21,7 +21,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
-SHARED_CSRC_HASH = ROOT.parent / "shared" / "tools" / "csrc_hash.py"
+# docs/gpu-results.md's example of the csrc_sha256 definition: a tree and its hash.
+CSRC_HASH_EXAMPLE = ({"ganloss.cpp": b"int a;\n", "cpu/empty.h": b"", "cpu/feature.cpp": b"x"},
+                     "e5aa9617a0009963fa1ee9bfac3ae85b42ff6b4e1e4396fc0b8c6044e0cab700")
 
 # ganloss_cuda/_build.py on its own (as setup.py loads it): importing the package here would run
 # the loader in the test process.
@@ -538,9 +540,73 @@ def test_info_prints_csrc_hash(info_output):
     assert re.fullmatch(r"[0-9a-f]{64}", info_output["csrc_sha256"])
 
 
-@pytest.mark.skipif(not SHARED_CSRC_HASH.is_file(), reason=f"{SHARED_CSRC_HASH} is absent")
-def test_csrc_hash_matches_shared_tool(info_output):
-    proc = subprocess.run([sys.executable, str(SHARED_CSRC_HASH), str(CSRC)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == info_output["csrc_sha256"] == _build.csrc_hash(CSRC)
+def test_csrc_hash_matches_documented_definition(tmp_path):
+    """_build.csrc_hash gives docs/gpu-results.md's example value; a symbolic link (not a regular
+    file) in the tree changes nothing."""
+    files, want = CSRC_HASH_EXAMPLE
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    (tmp_path / "cpu" / "link.h").symlink_to(tmp_path / "ganloss.cpp")
+    assert _build.csrc_hash(tmp_path) == want
+    assert want in (ROOT / "docs" / "gpu-results.md").read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Build defaults: CUDA archs when no GPU is visible, package dependencies.
+# --------------------------------------------------------------------------------------------
+
+NVCC_11_8_ARCHS = "\n".join(f"compute_{a}" for a in (35, 37, 50, 52, 53, 60, 61, 62, 70, 72, 75,
+                                                       80, 86, 87, 89, 90)) + "\n"
+NVCC_12_8_ARCHS = "\n".join(f"compute_{a}" for a in (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86,
+                                                       87, 89, 90, 100, 101, 120)) + "\n"
+# nvcc 13.0 lists compute_110 before compute_103.
+NVCC_13_0_ARCHS = "\n".join(f"compute_{a}" for a in (75, 80, 86, 87, 88, 89, 90, 100, 110, 103,
+                                                       120, 121)) + "\n"
+
+
+def _gencode(archs, ptx):
+    return ([f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+            + [f"-gencode=arch=compute_{ptx},code=compute_{ptx}"])
+
+
+@pytest.mark.parametrize("listing, archs", [
+    (NVCC_11_8_ARCHS, [80, 86, 87, 89, 90]),
+    (NVCC_12_8_ARCHS, [80, 86, 87, 89, 90, 100, 101, 120]),
+    (NVCC_13_0_ARCHS, [80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121]),
+    ("compute_80\ncompute_90\ncompute_90a\ncompute_100f\n", [80, 90]),
+], ids=["nvcc11.8", "nvcc12.8", "nvcc13.0", "suffixed"])
+def test_default_arch_flags_from_nvcc_listing(listing, archs):
+    assert _build.default_arch_flags(_build.nvcc_archs(listing)) == _gencode(archs, archs[-1])
+
+
+def test_default_arch_flags_need_sm_80():
+    with pytest.raises(RuntimeError, match="TORCH_CUDA_ARCH_LIST"):
+        _build.default_arch_flags(_build.nvcc_archs("compute_70\ncompute_75\n"))
+
+
+@needs_nvcc
+def test_nvcc_flags_without_arch_list_or_gpu(monkeypatch):
+    """torch picks the archs of the visible GPUs when TORCH_CUDA_ARCH_LIST is unset and fails
+    with IndexError when there are none; nvcc_flags() then names every arch of the installed nvcc
+    from sm_80 up, and torch adds no arch flags of its own."""
+    import torch
+    from torch.utils.cpp_extension import _get_cuda_arch_flags
+
+    if torch.cuda.device_count() > 0:
+        pytest.skip("a GPU is visible: torch's own rule applies")
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    listed = _build.nvcc_archs(subprocess.run([NVCC, "--list-gpu-arch"], capture_output=True,
+                                              text=True, check=True).stdout)
+    from_80 = [a for a in listed if a >= 80]
+    assert from_80, f"nvcc lists no arch from sm_80 up: {listed}"
+    flags = _build.nvcc_flags()
+    assert flags[-len(from_80) - 1:] == _gencode(from_80, max(listed))
+    assert _get_cuda_arch_flags(flags) == []
+
+
+def test_numpy_is_a_dependency():
+    """torch warns "Failed to initialize NumPy" at import without it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert any(re.match(r"numpy\b", dep) for dep in project["dependencies"])

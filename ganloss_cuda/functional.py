@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from . import _ext, reference
-from .reference import Tensors, as_list
+from .reference import Tensors, feature_args
 
 
 class FallbackWarning(UserWarning):
@@ -18,7 +18,8 @@ _warned = set()
 
 
 def _use_extension(op: str, device: torch.device) -> bool:
-    if _ext.has_kernel(op, device.type):
+    # Meta tensors go to the fake kernels that ops.py registers for every loaded build.
+    if _ext.has_kernel(op, device.type) or (device.type == "meta" and _ext.available()):
         return True
     reason = _ext.load_error or f"the extension was built without {device.type.upper()} kernels"
     if reason not in _warned:
@@ -63,14 +64,13 @@ def feature_loss(inputs: Tensors, targets: Tensors, weights: Optional[Sequence[f
         >>> loss = feature_loss(vgg(fake), [f.detach() for f in vgg(real)],
         ...                     weights=[1/32, 1/16, 1/8, 1/4, 1.0])
     """
-    inputs, targets = as_list(inputs, "inputs"), as_list(targets, "targets")
-    masks = as_list(masks, "masks", allow_none=True)
-    weights = [float(w) for w in weights] if weights is not None else []
+    inputs, targets, weights, criterion, reduction, masks, eps = feature_args(
+        inputs, targets, weights, criterion, reduction, masks, eps)
     if inputs and _use_extension("feature_loss", inputs[0].device):
         for i, m in enumerate(masks):
             if m is not None and m.requires_grad and torch.is_grad_enabled():
                 raise ValueError(f"masks[{i}] requires grad, but masks are constants here; "
                                  "detach it (or use ganloss_cuda.reference.feature_loss)")
         from . import ops
-        return ops.feature_loss(inputs, targets, masks, weights, criterion, reduction, float(eps))
+        return ops.feature_loss(inputs, targets, masks, weights, criterion, reduction, eps)
     return reference.feature_loss(inputs, targets, weights, criterion, reduction, masks, eps)

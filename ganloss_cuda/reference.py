@@ -1,11 +1,16 @@
 """Pure-torch reference implementations, with the signatures of ``ganloss_cuda.functional``.
 
 The oracle of the tests (run in float64) and benchmarks, and what the public API falls back to
-when no compiled extension is available. Written for clarity, one anchor formula at a time
-(shared/docs/anchors-api.md); low-precision inputs are computed in float32, as autocast does for
+when no compiled extension is available. Written for clarity, one anchor formula at a time (BasicSR
+basicsr/losses/basic_loss.py, pix2pixHD models/networks.py and models/pix2pixHD_model.py, SPADE
+models/pix2pix_model.py); low-precision inputs are computed in float32, as autocast does for
 torch's own losses.
+
+The argument helpers below are shared by functional.py and modules.py: a wrong type raises
+TypeError, a wrong value ValueError, and every message names the argument.
 """
 import math
+import numbers
 from typing import Optional, Sequence, Union
 
 import torch
@@ -18,18 +23,65 @@ _FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 Tensors = Union[Tensor, Sequence[Tensor]]
 
 
-def as_list(value, name: str, allow_none: bool = False) -> list:
-    """A Tensor becomes [Tensor]; a sequence becomes a list; None becomes []."""
-    if value is None:
+def as_list(value, name: str, optional: bool = False, one_tensor: bool = True) -> list:
+    """A list or tuple of Tensors becomes a list; a Tensor becomes [Tensor] when one_tensor is
+    set; with optional, None becomes [] and entries may be None."""
+    if optional and value is None:
         return []
-    if isinstance(value, Tensor):
+    if one_tensor and isinstance(value, Tensor):
         return [value]
     if not isinstance(value, (list, tuple)):
-        raise TypeError(f"{name} must be a Tensor or a list of Tensors, got {type(value).__name__}")
+        expected = "a Tensor or a list of Tensors" if one_tensor else "a list of Tensors"
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
     for i, t in enumerate(value):
-        if not (isinstance(t, Tensor) or (allow_none and t is None)):
+        if not (isinstance(t, Tensor) or (optional and t is None)):
             raise TypeError(f"{name}[{i}] must be a Tensor, got {type(t).__name__}")
     return list(value)
+
+
+def as_number(value, name: str) -> float:
+    """A real number (int, float, numpy scalar; not bool) as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def as_numbers(value, name: str) -> list:
+    """A list or tuple of numbers as a list of floats; None becomes []."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list of numbers, got {type(value).__name__}")
+    return [as_number(v, f"{name}[{i}]") for i, v in enumerate(value)]
+
+
+def check_non_negative(value: float, name: str):
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite non-negative number, got {value:g}")
+
+
+def as_count(value, name: str) -> int:
+    """A positive int (not bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def check_str(value, name: str):
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+
+
+def feature_args(inputs, targets, weights, criterion, reduction, masks, eps) -> tuple:
+    """feature_loss's arguments, in order, with their types checked, as the ops take them: lists
+    of tensors, a list of float weights, a float eps. check_feature_args (and the compiled ops,
+    with the same messages) check their values."""
+    check_str(criterion, "criterion")
+    check_str(reduction, "reduction")
+    return (as_list(inputs, "inputs"), as_list(targets, "targets"), as_numbers(weights, "weights"),
+            criterion, reduction, as_list(masks, "masks", optional=True), as_number(eps, "eps"))
 
 
 def _batch(t: Tensor) -> int:
@@ -65,14 +117,13 @@ def check_feature_args(inputs: list, targets: list, weights: list, criterion: st
         raise ValueError(f"weights has {len(weights)} entries but inputs has {n} "
                          "(pass an empty list for weights of 1)")
     for i, w in enumerate(weights):
-        if not (math.isfinite(w) and w >= 0):
-            raise ValueError(f"weights[{i}] must be a finite non-negative number, got {w}")
+        check_non_negative(w, f"weights[{i}]")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be 'l1', 'mse', 'charbonnier' or 'fro', got '{criterion}'")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'per_sample', got '{reduction}'")
     if criterion == "charbonnier" and not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive number for criterion 'charbonnier', got {eps}")
+        raise ValueError(f"eps must be a positive number for criterion 'charbonnier', got {eps:g}")
     x0 = inputs[0]
     if x0.dtype not in _FLOATING:
         raise TypeError(f"inputs[0] must be float16, bfloat16, float32 or float64, got {x0.dtype}")
@@ -139,10 +190,9 @@ def feature_loss(inputs: Tensors, targets: Tensors, weights: Optional[Sequence[f
                  masks: Optional[Sequence[Optional[Tensor]]] = None, eps: float = 1e-12) -> Tensor:
     """sum_l weights[l] * reduce(criterion(inputs[l] - targets[l]) [* masks[l]]); see
     functional.feature_loss for the arguments."""
-    inputs, targets = as_list(inputs, "inputs"), as_list(targets, "targets")
-    masks = as_list(masks, "masks", allow_none=True)
-    weights = [float(w) for w in weights] if weights is not None else []
-    check_feature_args(inputs, targets, weights, criterion, reduction, masks, eps)
+    args = feature_args(inputs, targets, weights, criterion, reduction, masks, eps)
+    check_feature_args(*args)
+    inputs, targets, weights, criterion, reduction, masks, eps = args
     x0 = inputs[0]
     acc = torch.float64 if x0.dtype == torch.float64 else torch.float32
     shape = (_batch(x0),) if reduction == "per_sample" else ()

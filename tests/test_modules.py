@@ -1,5 +1,6 @@
 """Drop-in parity: each module gives the value and gradients of the anchor formula it replaces,
-written out here from shared/docs/anchors-api.md (b1, b4, b6)."""
+written out here from the anchors' code: BasicSR basicsr/losses/basic_loss.py and loss_util.py,
+pix2pixHD models/networks.py and pix2pixHD_model.py, SPADE models/pix2pix_model.py."""
 import pytest
 import torch
 import torch.nn.functional as TF
@@ -151,8 +152,10 @@ def test_feature_matching_errors_and_repr():
     with pytest.raises(ValueError, match="style must be"):
         FeatureMatchingLoss(style="hd")
     assert "style='spade'" in repr(FeatureMatchingLoss(style="spade"))
-    logits_only = [[s[-1]] for s in fake]
-    assert FeatureMatchingLoss()(logits_only, logits_only).item() == 0.0
+    logits_only = [[s[-1]] for s in fake]  # a discriminator without getIntermFeat
+    with pytest.raises(ValueError, match=r"pred_fake\[0\] has 1 outputs, but a scale needs its "
+                                         r"intermediate features before its logits"):
+        FeatureMatchingLoss()(logits_only, logits_only)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -1,18 +1,28 @@
-"""pytest setup for benchmarks/: collects bench_*.py, adds --bench-quick and the bench_cpu
-marker, and measures each device's copy bandwidth once per session (the floors' denominator)."""
+"""pytest setup for benchmarks/: collects bench_*.py, adds --bench-quick, --bench-json and the
+bench_cpu marker, measures each device's copy bandwidth once per session (the floors'
+denominator), and prints the table of all benchmark rows at the end of the session."""
+import json
+
 import pytest
 
 import ganloss_cuda.benchmark as gb
 from ganloss_cuda import _build
 
+ROWS = pytest.StashKey[list]()
+PROBES = pytest.StashKey[dict]()
+
 
 def pytest_addoption(parser):
     parser.addoption("--bench-quick", action="store_true",
                      help="ganloss benchmarks: only the quick cases, few rounds")
+    parser.addoption("--bench-json", metavar="PATH",
+                     help="ganloss benchmarks: write the rows here (docs/gpu-results.md fields)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "bench_cpu: the small CPU benchmark set (run in CI)")
+    config.stash[ROWS] = []
+    config.stash[PROBES] = {}
 
 
 def pytest_collect_file(file_path, parent):
@@ -23,10 +33,16 @@ def pytest_collect_file(file_path, parent):
     return None
 
 
+@pytest.fixture
+def bench_rows(pytestconfig):
+    """The session's benchmark rows: tests append, the terminal summary prints them."""
+    return pytestconfig.stash[ROWS]
+
+
 @pytest.fixture(scope="session")
-def bandwidth():
+def bandwidth(pytestconfig):
     """bandwidth(device) -> the copy-bandwidth probe of device, measured on first use."""
-    probes = {}
+    probes = pytestconfig.stash[PROBES]
 
     def get(device):
         if device not in probes:
@@ -36,7 +52,21 @@ def bandwidth():
     return get
 
 
-@pytest.fixture(scope="session")
-def csrc_sha256():
-    csrc = _build.find_csrc()
-    return _build.csrc_hash(csrc) if csrc else None
+def pytest_terminal_summary(terminalreporter, config):
+    rows = config.stash.get(ROWS, [])
+    if not rows:
+        return
+    probes = list(config.stash[PROBES].values())
+    speedups = gb.speedups(rows)
+    terminalreporter.write_sep("=", "ganloss_cuda benchmarks")
+    for probe in probes:
+        terminalreporter.write_line(f"{probe['device']} copy bandwidth: {probe['gbps']:.1f} GB/s")
+    terminalreporter.write_line(gb.format_table(rows, speedups))
+    path = config.getoption("--bench-json")
+    if path:
+        csrc = _build.find_csrc()
+        report = {"csrc_sha256": _build.csrc_hash(csrc) if csrc else None,
+                  "bandwidth_probe": probes, "benchmarks": rows, "speedups": speedups}
+        with open(path, "w") as f:
+            json.dump(report, f, indent=1)
+        terminalreporter.write_line(f"wrote {path}")

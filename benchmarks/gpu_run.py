@@ -1,4 +1,4 @@
-"""One GPU run -> one results file (shared/docs/gpu-results.md), in about 8 minutes.
+"""One GPU run -> one results file (docs/gpu-results.md), in about 8 minutes.
 
     GIT_COMMIT=$(git rev-parse HEAD) python benchmarks/gpu_run.py [--out DIR] [--aot]
     python benchmarks/gpu_run.py --dry-run --out /tmp/r   # CPU rehearsal of the same path
@@ -216,10 +216,12 @@ def summary(report):
                  f"{'GB/s':>7s} {'x ref':>6s} {'x comp':>6s}")
     for s in report.get("speedups", []):
         r = ours[(s["case"], s["dtype"], s["mode"])]
-        ratio = [f"{v:6.2f}" if v else "     -"
-                 for v in (s["vs_reference"], s["vs_reference_compiled"])]
+        ratio = [f"{s[f'vs_{p}']:6.2f}" if s[f"vs_{p}"] is not None
+                 else ("noisy" if {"ganloss", p} & set(s["noisy"]) else "-").rjust(6)
+                 for p in ("reference", "reference_compiled")]
+        floor = "-" if r["floor_ms"] is None else f"{r['floor_ms']:.3f}"  # none on CPU
         lines.append(f"{s['case']:26s} {s['dtype']:5s} {s['mode']:8s} {r['median_ms']:10.3f} "
-                     f"{r['floor_ms']:9.3f} {r['achieved_gbps']:7.0f} {ratio[0]} {ratio[1]}")
+                     f"{floor:>9s} {r['achieved_gbps']:7.0f} {ratio[0]} {ratio[1]}")
     for stage, error in report.get("errors", {}).items():
         lines.append(f"ERROR {stage}: {error.strip().splitlines()[-1]}")
     return "\n".join(lines)

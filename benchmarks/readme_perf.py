@@ -1,5 +1,5 @@
 """Regenerate the performance section of README.md from the newest GPU results file in
-benchmarks/results/ (shared/docs/gpu-results.md: the README's numbers are generated, not typed).
+benchmarks/results/ (docs/gpu-results.md: the README's numbers are generated, not typed).
 
     python benchmarks/readme_perf.py
 
@@ -34,8 +34,12 @@ def _ms(value):
     return "-" if value is None else f"{value:.3f}"
 
 
-def _x(value):
-    return "-" if value is None else f"{value:.2f}x"
+def _x(speedup, provider):
+    """A speedup entry's ratio against provider, or why there is none."""
+    value = speedup.get(f"vs_{provider}")
+    if value is not None:
+        return f"{value:.2f}x"
+    return "noisy" if {"ganloss", provider} & set(speedup.get("noisy", [])) else "-"
 
 
 def table(report, mode):
@@ -57,7 +61,7 @@ def table(report, mode):
                      f"| {_ms(p.get('reference_compiled', {}).get('median_ms'))} "
                      f"| {_ms(ours.get('median_ms'))} | {_ms(ours.get('floor_ms'))} "
                      f"| {'-' if gbps is None else f'{gbps:.0f}'}{share} "
-                     f"| {_x(s.get('vs_reference'))} | {_x(s.get('vs_reference_compiled'))} |")
+                     f"| {_x(s, 'reference')} | {_x(s, 'reference_compiled')} |")
     return "\n".join(lines)
 
 
@@ -81,7 +85,9 @@ def section(found, current_csrc):
         f"Sanitizer: {sanitizer}.",
         "",
         "Median times; floor = bytes that must move (read x and y, write dx for fwd_bwd) at the "
-        "measured copy bandwidth; speedups are ratios of medians (> 1: ganloss is faster).",
+        "measured copy bandwidth; speedups are ratios of medians (> 1: ganloss is faster), "
+        "\"noisy\" where a row's IQR was over 10 % of its median or other processes used over "
+        "10 % of the CPUs while it was timed (docs/performance.md).",
         "",
         "**fwd_bwd** (forward + backward: the headline, since ganloss computes gradients in the "
         "forward)",

@@ -1,6 +1,7 @@
 """`python -m ganloss_cuda`: build facts, a correctness check of the op against the reference on
 every device at hand (PASS/FAIL per check; exit status 1 on any failure), then the benchmark set
-of each device (ganloss_cuda.benchmark) with ganloss's speedups.
+of each device (ganloss_cuda.benchmark: providers interleaved, median and IQR, peak memory) with
+ganloss's speedups, or "noisy" where the machine was too busy for one.
 
     python -m ganloss_cuda            # checks + the device's benchmark set (CPU: about a minute)
     python -m ganloss_cuda --quick    # checks + the smallest cases, few repeats
@@ -142,6 +143,7 @@ def main(argv=None) -> int:
         print(f"\n== benchmarks on {device} ({'quick' if args.quick else 'full'} set) ==")
         result = benchmark.run_set(device, quick=args.quick,
                                    log=lambda s: print(s, file=sys.stderr, flush=True))
+        print(f"copy bandwidth {result['bandwidth_probe']['gbps']:.1f} GB/s (docs/performance.md)")
         print(benchmark.format_table(result["benchmarks"], result["speedups"]))
         report["bandwidth_probe"].append(result["bandwidth_probe"])
         report["benchmarks"] += result["benchmarks"]

@@ -1,24 +1,36 @@
 """Benchmark cases, timing and correctness gates: the one home of both `python -m ganloss_cuda`
-and benchmarks/bench_feature.py (pytest-benchmark).
+and benchmarks/bench_feature.py. The model behind the numbers is docs/performance.md.
 
-Protocol (shared/docs/performance-model.md §1.2, §8). Providers: ``reference`` (eager
-``reference.feature_loss``), ``reference_compiled`` (``torch.compile`` of it, default mode,
-compiled and warmed up before timing) and ``ganloss`` (``functional.feature_loss``). Modes:
+Providers: ``reference`` (eager ``reference.feature_loss``), ``reference_compiled``
+(``torch.compile`` of it, default mode) and ``ganloss`` (``functional.feature_loss``). Modes:
 ``fwd`` (under ``torch.no_grad``) and ``fwd_bwd`` (inputs require grad, targets are detached,
 ``loss.backward()``, grads reset to None each step). ganloss computes the gradient inside its
-forward when autograd needs it, so ``fwd_bwd`` is the honest headline. The bytes floor reads x
-and y once (``fwd``) and also writes dx once (``fwd_bwd``); achieved GB/s = floor bytes / median
-time, and floor_ms = floor bytes / the copy bandwidth measured in the same run. Times are
-medians with p20/p80: CUDA events on a GPU, with inputs rotated over 3 sets when they would sit
-in L2; ``time.perf_counter`` on CPU.
+forward when autograd needs it, so ``fwd_bwd`` is the honest headline.
+
+Timing (torch.utils.benchmark): for one case and mode every provider is first checked against
+the eager reference and warmed up (compiled, for torch.compile), then the providers take turns,
+round by round (reference, reference_compiled, ganloss, reference, ...), each round one
+``Timer.blocked_autorange``; a row's median and interquartile range (IQR) are those of all its
+blocks (``Measurement.merge``). Timer synchronizes CUDA around each block. A row is noisy when
+its IQR is more than NOISY_IQR of its median or when other processes used more than BUSY_SHARE
+of the machine's CPU time while it was timed; no speedup is given for a pair with a noisy row.
+
+Floors (GPU only): read x and y once (``fwd``) and also write dx once (``fwd_bwd``);
+floor_ms = floor bytes / the copy bandwidth measured in the same run. On CPU the inputs, reused
+call after call, largely stay in the caches, where DRAM copy bandwidth bounds nothing, so CPU
+rows have no floor; their achieved GB/s (model bytes / median) is still given.
 """
+import contextlib
+import itertools
 import math
-import statistics
+import os
+import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+from torch.utils.benchmark import Measurement, Timer
 
 from . import _ext, functional, reference
 
@@ -28,10 +40,13 @@ PASSES = {"fwd": 2, "fwd_bwd": 3}  # tensor passes of the floor: read x, read y 
 RTOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 DTYPE_NAMES = {torch.float64: "fp64", torch.float32: "fp32", torch.float16: "fp16",
                torch.bfloat16: "bf16"}
-# Timing effort: warm-up calls, most timed calls, seconds per measurement (fewer calls when slow).
-TIMING = {"full": dict(warmup=3, reps=100, seconds=2.0),
-          "quick": dict(warmup=1, reps=10, seconds=0.3)}
-MIN_REPS = 5
+# Timing effort: interleaved rounds after the warm-up round, seconds of each provider's round.
+TIMING = {"full": dict(rounds=10, round_s=0.05), "quick": dict(rounds=4, round_s=0.02)}
+# A row is noisy when its IQR exceeds NOISY_IQR of its median, or when other processes used more
+# than BUSY_SHARE of the machine's CPU time while it was timed (a steady slowdown, say OpenMP
+# threads waiting a scheduler slice in every call, has a small IQR).
+NOISY_IQR = 0.1
+BUSY_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -69,7 +84,7 @@ def vgg19_shapes(batch: int, size: int):
 def pix2pixhd_shapes(batch: int, height: int, width: int, num_d: int = 3, n_layers: int = 3,
                      ndf: int = 64):
     """Intermediate features of pix2pixHD's multi-scale NLayerDiscriminator (logits excluded):
-    convs k=4, pad=2, strides 2 x n_layers then 1; AvgPool(3, 2, 1) between scales (§7c)."""
+    convs k=4, pad=2, strides 2 x n_layers then 1; AvgPool(3, 2, 1) between scales."""
     shapes = []
     for _ in range(num_d):
         h, w = height, width
@@ -104,11 +119,6 @@ def cases_for(device: str, quick: bool = False) -> List[Case]:
     """The GPU set on 'cuda', the small CPU set on 'cpu'; only the quick ones if quick."""
     cases = GPU_CASES if device == "cuda" else CPU_CASES
     return [c for c in cases if c.quick or not quick]
-
-
-def sync(device: str):
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def input_sets(case: Case, device: str, seed: int = 0) -> list:
@@ -182,65 +192,107 @@ def check(step: Callable, case: Case, mode: str, xs, ys, label: str):
             raise CorrectnessError(f"{label}: {what} differs from the reference: {e}") from None
 
 
-def prepare(provider: str, case: Case, mode: str, xs, ys) -> Tuple[Callable, Callable, float]:
-    """(fn, step, seconds of the first call): the provider's loss function and step, checked
-    against the reference on (xs, ys) and called once more, so torch.compile has compiled and
-    warmed up."""
-    fn = provider_fn(provider)
+def prepare(fn: Callable, case: Case, mode: str, xs, ys, label: str) -> Tuple[Callable, float]:
+    """(step, seconds of the first call): fn's step, checked against the reference on (xs, ys)
+    (the first call, which includes torch.compile's compiling)."""
     step = make_step(fn, case, mode)
     start = time.perf_counter()
-    check(step, case, mode, xs, ys, f"{provider} {case.group(mode)}")
-    first = time.perf_counter() - start
-    step(xs, ys)
-    return fn, step, first
+    check(step, case, mode, xs, ys, label)
+    return step, time.perf_counter() - start
 
 
-def measure(step: Callable, sets: list, device: str, warmup: int, reps: int,
-            seconds: float) -> List[float]:
-    """Milliseconds of each timed call, rotating over the input sets: CUDA events on a GPU,
-    time.perf_counter on CPU. The number of calls is cut to fit ``seconds`` (at least
-    MIN_REPS), judged from the warm-up calls."""
-    sync(device)
-    start = time.perf_counter()
-    for i in range(warmup):
-        step(*sets[i % len(sets)])
-    sync(device)
-    per_call = (time.perf_counter() - start) / max(warmup, 1)
-    reps = max(MIN_REPS, min(reps, int(seconds / max(per_call, 1e-9))))
-    if device == "cuda":
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(reps)]
-        for i, (begin, end) in enumerate(events):
-            begin.record()
-            step(*sets[i % len(sets)])
-            end.record()
-        torch.cuda.synchronize()
-        return [begin.elapsed_time(end) for begin, end in events]
-    times = []
-    for i in range(reps):
-        start = time.perf_counter()
-        step(*sets[i % len(sets)])
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
+def time_interleaved(steps: Dict[str, Callable], sets: list, rounds: int,
+                     round_s: float) -> Dict[str, Measurement]:
+    """A Measurement per provider. One warm-up round (discarded), then ``rounds`` rounds in
+    which each provider in turn runs one ``blocked_autorange(min_run_time=round_s)``, so a slow
+    spell of the machine falls on all providers alike. Each call takes the next input set; the
+    timers use torch's current thread count (Timer's default is 1)."""
+    timers = {}
+    for provider, step in steps.items():
+        timers[provider] = Timer("step(*next(rotation))", num_threads=torch.get_num_threads(),
+                                 globals={"step": step, "rotation": itertools.cycle(sets)})
+    blocks = {provider: [] for provider in steps}
+    for r in range(rounds + 1):
+        for provider, timer in timers.items():
+            measurement = timer.blocked_autorange(min_run_time=round_s)
+            if r:
+                blocks[provider].append(measurement)
+    return {provider: Measurement.merge(ms)[0] for provider, ms in blocks.items()}
 
 
-def summarize(times: List[float]) -> dict:
-    """median, p20 and p80 of a list of milliseconds."""
-    q = statistics.quantiles(times, n=10, method="inclusive")
-    return {"median_ms": statistics.median(times), "p20_ms": q[1], "p80_ms": q[7]}
-
-
-def peak_memory(step: Callable, xs, ys, device: str) -> Optional[int]:
-    """torch.cuda.max_memory_allocated over one step (inputs included); None on CPU."""
-    if device != "cuda":
+def _cpu_seconds():
+    """(wall seconds, busy CPU seconds of the whole machine, CPU seconds of this process), from
+    /proc; None where there is no /proc (not Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            cpu = [int(v) for v in f.readline().split()[1:9]]
+        with open("/proc/self/stat") as f:
+            utime, stime = map(int, f.read().rsplit(")", 1)[1].split()[11:13])
+    except OSError:
         return None
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = sum(cpu) - cpu[3] - cpu[4]  # user nice system idle iowait irq softirq steal
+    return time.perf_counter(), busy / tick, (utime + stime) / tick
+
+
+def others_cpu_share(start) -> Optional[float]:
+    """The share of the machine's CPU time (all cores) that other processes (or the hypervisor:
+    steal) used since ``start = _cpu_seconds()``; None off Linux."""
+    end = _cpu_seconds()
+    if start is None or end is None:
+        return None
+    wall, busy, own = (e - s for e, s in zip(end, start))
+    return max(0.0, (busy - own) / (wall * os.cpu_count()))
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """fd 2 to /dev/null: the profiler prints two lines per use, whatever KINETO_LOG_LEVEL says."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _cpu_peak_bytes(run: Callable) -> int:
+    """Peak of the bytes torch's CPU allocator holds during run(), above what it held at the
+    start: the running sum of the profiler's memory events (tracemalloc does not see torch's
+    allocations, and the RSS high-water mark misses memory that malloc reuses)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with _stderr_silenced():
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            run()
+    # The raw allocator events (prof.events() folds allocations into the ops that made them).
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
+                     and e.device_type() == torch.autograd.DeviceType.CPU),
+                    key=lambda e: e.start_ns())
+    held = peak = 0
+    for e in events:
+        held += e.nbytes()
+        peak = max(peak, held)
+    return peak
+
+
+def peak_memory(step: Callable, xs, ys, device: str) -> int:
+    """Peak bytes allocated during one step above those allocated before it, with no .grad
+    held at its start: everything the step adds to the inputs and targets, the gradient it
+    leaves in .grad included. CUDA: torch.cuda.max_memory_allocated; CPU: _cpu_peak_bytes."""
     for x in xs:
         x.grad = None
+    if device != "cuda":
+        return _cpu_peak_bytes(lambda: step(xs, ys))
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
     step(xs, ys)
     torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated()
+    return torch.cuda.max_memory_allocated() - before
 
 
 def kernel_counts(fn: Callable, case: Case, mode: str, xs, ys) -> Tuple[int, Optional[int]]:
@@ -249,7 +301,8 @@ def kernel_counts(fn: Callable, case: Case, mode: str, xs, ys) -> Tuple[int, Opt
     from torch.profiler import ProfilerActivity, profile
 
     def count(run):
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with _stderr_silenced(), profile(
+                activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             out = run()
             torch.cuda.synchronize()
         return out, sum(1 for e in prof.events()
@@ -270,49 +323,69 @@ def kernel_counts(fn: Callable, case: Case, mode: str, xs, ys) -> Tuple[int, Opt
 
 def bandwidth_probe(device: str) -> dict:
     """Copy bandwidth, GB/s counting bytes read + written: dst.copy_(src) of 1 GiB on a GPU,
-    256 MiB on CPU; the denominator of floor_ms."""
+    256 MiB on CPU (beyond the last-level cache), after a warm-up; the denominator of floor_ms."""
     nbytes = 2 ** 30 if device == "cuda" else 2 ** 28
     src = torch.empty(nbytes // 4, device=device).fill_(1.0)
     dst = torch.empty_like(src)
-    times = measure(lambda s, d: d.copy_(s), [(src, dst)], device, warmup=3, reps=30, seconds=1.0)
-    median = statistics.median(times)
-    return {"device": device, "bytes": nbytes, "median_ms": median,
-            "gbps": 2 * nbytes / (median * 1e-3) / 1e9}
+    timer = Timer("dst.copy_(src)", globals={"src": src, "dst": dst},
+                  num_threads=torch.get_num_threads())
+    timer.blocked_autorange(min_run_time=0.2)
+    m = timer.blocked_autorange(min_run_time=1.0)
+    return {"device": device, "bytes": nbytes, "median_ms": m.median * 1e3,
+            "iqr_ms": m.iqr * 1e3, "gbps": 2 * nbytes / m.median / 1e9}
+
+
+def _error(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
 
 
 def run_case(case: Case, device: str, probe_gbps: float, quick: bool = False,
              providers=PROVIDERS, modes=MODES, log: Callable = print) -> List[dict]:
-    """Rows (the ``benchmarks`` fields of shared/docs/gpu-results.md, plus device, floor_bytes,
-    kernels_fwd/kernels_bwd (CUDA), first_call_s, note and error) for every provider and mode
-    of one case. A wrong loss or gradient raises CorrectnessError; any failure of
-    reference_compiled (say, no C compiler for inductor) is recorded in its row instead."""
+    """Rows (the ``benchmarks`` fields of docs/gpu-results.md) for every provider and mode of
+    one case; per mode, the providers are checked, then timed interleaved (time_interleaved),
+    then their peak memory and (CUDA) kernel counts are taken. A wrong loss or gradient of
+    reference or ganloss raises CorrectnessError; any failure of reference_compiled (say, no C
+    compiler for inductor) is recorded in its row instead."""
     sets = input_sets(case, device)
-    timing = TIMING["quick" if quick else "full"]
     fallback = provider_note(device)
+    fns = {provider: provider_fn(provider) for provider in providers}
     rows = []
-    for provider in providers:
-        for mode in modes:
-            floor = case.floor_bytes(mode)
-            row = {"op": case.op, "case": case.name, "dtype": case.dtype_name, "mode": mode,
-                   "provider": provider, "device": device, "median_ms": None, "p20_ms": None,
-                   "p80_ms": None, "floor_bytes": floor, "floor_ms": floor / probe_gbps / 1e6,
-                   "achieved_gbps": None, "peak_mem_bytes": None, "kernels_fwd": None,
-                   "kernels_bwd": None, "first_call_s": None,
-                   "note": fallback if provider == "ganloss" else None, "error": None}
+    for mode in modes:
+        floor = case.floor_bytes(mode)
+        mode_rows, steps = {}, {}
+        for provider in providers:
+            mode_rows[provider] = {
+                "op": case.op, "case": case.name, "dtype": case.dtype_name, "mode": mode,
+                "provider": provider, "device": device, "median_ms": None, "iqr_ms": None,
+                "others_cpu": None, "noisy": None, "floor_bytes": floor,
+                "floor_ms": floor / probe_gbps / 1e6 if device == "cuda" else None,
+                "achieved_gbps": None, "peak_mem_bytes": None, "kernels_fwd": None,
+                "kernels_bwd": None, "first_call_s": None,
+                "note": fallback if provider == "ganloss" else None, "error": None}
             try:
-                fn, step, row["first_call_s"] = prepare(provider, case, mode, *sets[0])
-                row.update(summarize(measure(step, sets, device, **timing)))
-                row["achieved_gbps"] = floor / row["median_ms"] / 1e6
-                row["peak_mem_bytes"] = peak_memory(step, *sets[0], device)
-                if device == "cuda":
-                    row["kernels_fwd"], row["kernels_bwd"] = kernel_counts(fn, case, mode, *sets[0])
+                steps[provider], mode_rows[provider]["first_call_s"] = prepare(
+                    fns[provider], case, mode, *sets[0], f"{provider} {case.group(mode)}")
             except Exception as e:
                 if provider != "reference_compiled":
                     raise
-                row["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
-            log(f"  {device} {case.group(mode)} {provider}: "
-                + (row["error"] or f"{row['median_ms']:.3f} ms"))
-            rows.append(row)
+                mode_rows[provider]["error"] = _error(e)
+        start = _cpu_seconds()
+        timed = time_interleaved(steps, sets, **TIMING["quick" if quick else "full"])
+        others = others_cpu_share(start)
+        for provider, m in timed.items():
+            row = mode_rows[provider]
+            row.update(median_ms=m.median * 1e3, iqr_ms=m.iqr * 1e3, others_cpu=others,
+                       noisy=not m.meets_confidence(NOISY_IQR) or (others or 0) > BUSY_SHARE,
+                       achieved_gbps=floor / m.median / 1e9,
+                       peak_mem_bytes=peak_memory(steps[provider], *sets[0], device))
+            if device == "cuda":
+                row["kernels_fwd"], row["kernels_bwd"] = kernel_counts(
+                    fns[provider], case, mode, *sets[0])
+        log(f"  {device} {case.group(mode)}: " + ", ".join(
+            f"{p} " + (r["error"] or f"{r['median_ms']:.3f} ms (IQR {r['iqr_ms']:.3f})")
+            for p, r in mode_rows.items())
+            + ("" if others is None else f"; other processes {others:.0%} of the CPUs"))
+        rows += mode_rows.values()
     return rows
 
 
@@ -324,21 +397,26 @@ def provider_note(device: str) -> Optional[str]:
 
 
 def speedups(rows: List[dict]) -> List[dict]:
-    """Per (device, op, case, dtype, mode): medians of reference and reference_compiled divided
-    by the median of ganloss (> 1: ganloss is faster); None where a provider has no time."""
-    medians = {}
+    """Per (device, op, case, dtype, mode): the medians of reference and reference_compiled
+    divided by ganloss's (> 1: ganloss is faster). None where a row has no time or where either
+    row of the pair is noisy; ``noisy`` lists the group's noisy providers."""
+    groups = {}
     for r in rows:
         key = (r["device"], r["op"], r["case"], r["dtype"], r["mode"])
-        medians.setdefault(key, {})[r["provider"]] = r["median_ms"]
+        groups.setdefault(key, {})[r["provider"]] = r
     out = []
-    for (device, op, case, dtype, mode), m in medians.items():
-        ours = m.get("ganloss")
-        if not ours:
+    for (device, op, case, dtype, mode), group in groups.items():
+        ours = group.get("ganloss")
+        if not ours or ours["median_ms"] is None:
             continue
-        ratio = {f"vs_{p}": (m[p] / ours if m.get(p) else None)
-                 for p in ("reference", "reference_compiled")}
-        out.append({"device": device, "op": op, "case": case, "dtype": dtype, "mode": mode,
-                    **ratio})
+        entry = {"device": device, "op": op, "case": case, "dtype": dtype, "mode": mode,
+                 "noisy": sorted(p for p, r in group.items() if r["noisy"])}
+        for provider in ("reference", "reference_compiled"):
+            theirs = group.get(provider)
+            fair = (theirs is not None and theirs["median_ms"] is not None
+                    and not theirs["noisy"] and not ours["noisy"])
+            entry[f"vs_{provider}"] = theirs["median_ms"] / ours["median_ms"] if fair else None
+        out.append(entry)
     return out
 
 
@@ -365,23 +443,43 @@ def _f(value, fmt):
     return None if value is None else format(value, fmt)
 
 
+def _ratio(s: dict, provider: str) -> str:
+    if s[f"vs_{provider}"] is not None:
+        return f"{s[f'vs_{provider}']:.2f}x"
+    return "noisy" if {"ganloss", provider} & set(s["noisy"]) else "-"
+
+
 def format_table(rows: List[dict], speedup_rows: List[dict]) -> str:
-    """Plain-text tables: one line per row (times in ms, achieved GB/s, peak MiB, CUDA kernels
-    fwd/bwd), then ganloss's speedups; errors and notes below."""
+    """Plain-text tables: one line per row (median and IQR in ms, IQR in % of the median, the
+    CPU share other processes used meanwhile, noisy or not, floor, achieved GB/s, peak MiB of one
+    step, CUDA kernels fwd/bwd), then ganloss's speedups
+    ("noisy" where a row of the pair is noisy); then what the reader must know: noise, CPU
+    floors, errors and notes."""
     lines = [[f"{r['device']} {r['case']}", r["dtype"], r["mode"], r["provider"],
-              _f(r["median_ms"], ".3f"), _f(r["p20_ms"], ".3f"), _f(r["p80_ms"], ".3f"),
+              _f(r["median_ms"], ".3f"), _f(r["iqr_ms"], ".3f"),
+              None if r["median_ms"] is None else f"{100 * r['iqr_ms'] / r['median_ms']:.0f}%",
+              _f(r["others_cpu"], ".0%"), "noisy" if r["noisy"] else "",
               _f(r["floor_ms"], ".3f"), _f(r["achieved_gbps"], ".1f"),
-              _f(r["peak_mem_bytes"] and r["peak_mem_bytes"] / 2 ** 20, ".0f"),
+              _f(r["peak_mem_bytes"] and r["peak_mem_bytes"] / 2 ** 20, ".1f"),
               None if r["kernels_fwd"] is None
               else f"{r['kernels_fwd']}/{_f(r['kernels_bwd'], 'd')}"]
              for r in rows]
-    out = [_table(["case", "dtype", "mode", "provider", "median_ms", "p20_ms", "p80_ms",
-                   "floor_ms", "GB/s", "peak_MiB", "kernels"], lines)]
-    lines = [[f"{s['device']} {s['case']}", s["dtype"], s["mode"],
-              _f(s["vs_reference"], ".2f"), _f(s["vs_reference_compiled"], ".2f")]
-             for s in speedup_rows]
+    out = [_table(["case", "dtype", "mode", "provider", "median_ms", "iqr_ms", "IQR", "others",
+                   "", "floor_ms", "GB/s", "peak_MiB", "kernels"], lines)]
+    lines = [[f"{s['device']} {s['case']}", s["dtype"], s["mode"], _ratio(s, "reference"),
+              _ratio(s, "reference_compiled")] for s in speedup_rows]
     out += ["", _table(["ganloss speedup", "dtype", "mode", "vs reference",
-                        "vs reference_compiled"], lines)]
+                        "vs reference_compiled"], lines), ""]
+    timed = [r for r in rows if r["median_ms"] is not None]
+    noisy = [r for r in timed if r["noisy"]]
+    if noisy:
+        out.append(f"NOISY: {len(noisy)} of {len(timed)} rows have an IQR above "
+                   f"{NOISY_IQR:.0%} of their median, or other processes used more than "
+                   f"{BUSY_SHARE:.0%} of the CPUs while they were timed (`others`): the machine "
+                   "was busy, and their speedups are not given. Rerun on a quiet machine.")
+    if any(r["device"] == "cpu" for r in rows):
+        out.append("cpu: no floors (the inputs largely stay in the caches, where the DRAM copy "
+                   "bandwidth bounds nothing); GB/s = model bytes / median.")
     out += sorted({f"{r['provider']}: {r['error'] or r['note']}" for r in rows
                    if r["error"] or r["note"]})
     return "\n".join(out)

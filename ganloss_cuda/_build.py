@@ -57,6 +57,7 @@ def build_with_cuda() -> bool:
 
 
 def sources(csrc, with_cuda):
+    """The files to compile: the CPU ones, plus the CUDA ones when with_cuda."""
     csrc = Path(csrc)
     files = [csrc / "ganloss.cpp", csrc / "feature_plan.cpp", *sorted((csrc / "cpu").glob("*.cpp"))]
     if with_cuda:
@@ -65,6 +66,7 @@ def sources(csrc, with_cuda):
 
 
 def cxx_flags():
+    """Flags for the C++ compiler (DEBUG=1: unoptimised, with symbols)."""
     flags = ["-O3", "-fno-math-errno", "-fopenmp-simd"]
     if os.environ.get("DEBUG") == "1":
         flags = ["-O0", "-g"]

@@ -56,6 +56,8 @@ def _jit_dir(digest: str, with_cuda: bool) -> Path:
 
 
 def _load_prebuilt(csrc, digest):
+    """Imports the setup.py build; returns why there is none (str), or None. Raises _StaleBuild
+    when it was built from another csrc/ tree."""
     info_file = _build.PACKAGE_DIR / "_build_info.json"
     try:
         importlib.import_module("ganloss_cuda._C")
@@ -79,6 +81,7 @@ MANIFEST = "manifest.json"  # written last into a cache entry: the library's siz
 
 
 def _sha256(path: Path) -> str:
+    """sha256 of a file's bytes (hex)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -124,7 +127,7 @@ def _build_failure_cause(log: str) -> str:
 
 
 class _BuildFailed(Exception):
-    pass
+    """A JIT build failed; the message is the one-line cause and names the log file."""
 
 
 def _build_entry(csrc, entry: Path, name: str, with_cuda: bool):
@@ -167,14 +170,17 @@ def _build_entry(csrc, entry: Path, name: str, with_cuda: bool):
 
 
 def _load_jit(csrc, digest):
+    """Loads the cache entry for csrc/ when it is valid, else (re)builds it; returns why nothing
+    is loaded (str), or None."""
     with_cuda = _build.build_with_cuda()
     entry = _jit_dir(digest, with_cuda)
     name = f"ganloss_{digest[:16]}"
+    library = entry / f"{name}.so"
     seconds = 0.0
     cached = entry.exists()
     problem = _entry_problem(entry) if cached else None
     if cached and problem is None:
-        torch.ops.load_library(str(entry / f"{name}.so"))
+        torch.ops.load_library(str(library))
     elif _env("GANLOSS_CUDA_NO_JIT"):
         return ("GANLOSS_CUDA_NO_JIT=1 forbids compiling and no JIT build is cached"
                 + (f" (the cached one at {entry} is invalid: {problem})" if problem else ""))
@@ -194,7 +200,7 @@ def _load_jit(csrc, digest):
         seconds = time.time() - start
         _say(f"built in {seconds:.0f} s")
     manifest = json.loads((entry / MANIFEST).read_text())
-    build_info.update(source="jit", path=str(entry / manifest["library"]), csrc_sha256=digest,
+    build_info.update(source="jit", path=str(library), csrc_sha256=digest,
                       with_cuda=manifest["with_cuda"], build_seconds=round(seconds, 1),
                       nvcc_flags=manifest["nvcc_flags"],
                       torch_cuda_arch_list=manifest["torch_cuda_arch_list"])
@@ -202,6 +208,7 @@ def _load_jit(csrc, digest):
 
 
 def _load():
+    """Loads the setup.py build or the JIT build; returns why neither is loaded (str), or None."""
     if _env("GANLOSS_CUDA_DISABLE"):
         return "disabled by GANLOSS_CUDA_DISABLE=1"
     csrc = _build.find_csrc()

@@ -566,6 +566,7 @@ NVCC_13_0_ARCHS = "\n".join(f"compute_{a}" for a in (75, 80, 86, 87, 88, 89, 90,
 
 
 def _gencode(archs, ptx):
+    """The -gencode flags nvcc gets for SASS of `archs` and PTX of `ptx`."""
     return ([f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
             + [f"-gencode=arch=compute_{ptx},code=compute_{ptx}"])
 

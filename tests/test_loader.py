@@ -46,7 +46,7 @@ def _extension_loaded():
 
 
 def _env(cache, **overrides):
-    """os.environ without any GANLOSS_CUDA_* setting, with a JIT build in `cache`, plus overrides."""
+    """os.environ without GANLOSS_CUDA_* settings, with a JIT build in `cache`, plus overrides."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GANLOSS_CUDA_")}
     env.update(GANLOSS_CUDA_JIT="1", GANLOSS_CUDA_CACHE=str(cache))
     env.update({k: str(v) for k, v in overrides.items()})
@@ -54,7 +54,7 @@ def _env(cache, **overrides):
 
 
 def _python(code, env, timeout):
-    """Runs python -c code in the repo root; returns (CompletedProcess, the JSON it printed last)."""
+    """Runs python -c code in the repo root; returns (the process, the last JSON it printed)."""
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, (
@@ -65,6 +65,7 @@ def _python(code, env, timeout):
 
 
 def _count(pattern, text):
+    """How many lines of text match pattern."""
     return len(re.findall(pattern, text, flags=re.M))
 
 
@@ -95,6 +96,7 @@ def built_cache(tmp_path_factory, entry_path):
 
 
 def _copy(built_cache, tmp_path):
+    """A copy of the built cache in this test's tmp_path (its root)."""
     cache = tmp_path / "cache"
     shutil.copytree(built_cache[0], cache)
     return cache

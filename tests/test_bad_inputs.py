@@ -108,7 +108,18 @@ def functional_cases():
             add(f"{criterion}-eps={kind}", "eps", criterion=criterion, eps=value)
     for kind, value in {"zero": 0.0, **BAD_NON_NEGATIVE}.items():
         add(f"charbonnier-eps={kind}", "eps", criterion="charbonnier", eps=value)
-    return cases
+    # The same calls with every tensor on the meta device (the compiled path's fake kernel).
+    tensor_args = ("inputs", "targets", "masks")
+    all_meta = [(f"{case_id}-all-meta", arg,
+                 {k: _to_meta(v) if k in tensor_args else v for k, v in kwargs.items()})
+                for case_id, arg, kwargs in cases if "meta" not in case_id]
+    return cases + all_meta
+
+
+def _to_meta(value):
+    if isinstance(value, torch.Tensor):
+        return value.to("meta")
+    return [_to_meta(v) for v in value] if isinstance(value, list) else value
 
 
 PIXEL = {"L1Loss": modules.L1Loss, "MSELoss": modules.MSELoss,

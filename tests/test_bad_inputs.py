@@ -35,7 +35,7 @@ MASK = _t(2, 1, 4, 4)
 # Tensors that are not float16/bfloat16/float32/float64.
 WRONG_DTYPES = {"int32": X.int(), "int64": X.long(), "uint8": X.byte(), "bool": X.bool(),
                 "complex64": X.cfloat()}
-# Values of the wrong Python type for a tensor, a tensor list, a number, a str.
+# Values of the wrong Python type for a tensor or a list of tensors, and for a number.
 NOT_TENSORS = {"None": None, "float": 1.0, "str": "x", "dict": {}}
 NOT_NUMBERS = {"None": None, "str": "1.0", "list": [1.0], "bool": True, "complex": 1j,
                "tensor": torch.tensor(1.0)}

@@ -12,14 +12,14 @@ Criterion parse_criterion(c10::string_view s) {
   if (s == "mse") return Criterion::MSE;
   if (s == "charbonnier") return Criterion::Charbonnier;
   if (s == "fro") return Criterion::Fro;
-  TORCH_CHECK(false, "criterion must be 'l1', 'mse', 'charbonnier' or 'fro', got '", s, "'");
+  TORCH_CHECK_VALUE(false, "criterion must be 'l1', 'mse', 'charbonnier' or 'fro', got '", s, "'");
 }
 
 Reduction parse_reduction(c10::string_view s) {
   if (s == "mean") return Reduction::Mean;
   if (s == "sum") return Reduction::Sum;
   if (s == "per_sample") return Reduction::PerSample;
-  TORCH_CHECK(false, "reduction must be 'mean', 'sum' or 'per_sample', got '", s, "'");
+  TORCH_CHECK_VALUE(false, "reduction must be 'mean', 'sum' or 'per_sample', got '", s, "'");
 }
 
 int64_t batch_of(const at::Tensor& t) { return t.dim() > 0 ? t.size(0) : 1; }
@@ -32,10 +32,37 @@ bool read_as_is(const at::Tensor& x, const at::Tensor& y) {
          y.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
+// How the kernels see a layer: [rows, row_len] with the reduction groups over rows (see
+// FeatureLayer), and the mask indexing. One row per sample only where the sample index is needed
+// (per_sample, or a one-channel mask broadcast over channels); else the whole layer is one row, so
+// a (10^7,) tensor costs what a (1, 10^7) one does. Sets mask to a non-null placeholder when the
+// pointers are filled by the caller.
+FeatureLayer layer_view(const at::Tensor& x, const std::optional<at::Tensor>& mask,
+                        Reduction reduction, bool channels_last) {
+  FeatureLayer L{};
+  const int64_t numel = x.numel(), n = batch_of(x);
+  const bool per_sample = reduction == Reduction::PerSample;
+  const bool channel_mask = mask && mask->sizes() != x.sizes();
+  L.segments = per_sample ? n : 1;
+  L.rows = numel == 0 ? 0 : (per_sample || channel_mask ? n : 1);
+  L.row_len = L.rows > 0 ? numel / L.rows : 0;
+  L.rows_per_segment = per_sample || L.rows == 0 ? 1 : L.rows;
+  L.chunks_per_row = chunks_per_row(L.row_len);
+  L.mask_div = 1;
+  L.mask_mod = L.row_len > 0 ? L.row_len : 1;  // a full mask: element j of row r is r * row_len + j
+  if (channel_mask && numel > 0) {  // (N, 1, ...) over (N, C, ...): one mask row per sample
+    const int64_t channels = x.size(1);
+    L.mask_mod = L.row_len / channels;                         // pixels per sample
+    L.mask_div = channels_last || L.mask_mod == 1 ? channels : 1;  // channels per mask value
+  }
+  return L;
+}
+
 // A mask has the shape of its input, or that shape with 1 channel (dim 1) broadcast over channels.
 void check_mask(const at::Tensor& m, int64_t i, const at::Tensor& x, Criterion criterion) {
   const std::string name = arg_name("masks", i), xname = arg_name("inputs", i);
-  TORCH_CHECK(criterion != Criterion::Fro, name, " is set, but criterion 'fro' takes no masks");
+  TORCH_CHECK_VALUE(criterion != Criterion::Fro, name,
+                    " is set, but criterion 'fro' takes no masks");
   check_floating(m, name);
   check_same_device(m, name, x, xname);
   bool channel_broadcast = x.dim() >= 2 && m.dim() == x.dim() && m.size(1) == 1;
@@ -44,22 +71,24 @@ void check_mask(const at::Tensor& m, int64_t i, const at::Tensor& x, Criterion c
   if (m.sizes() == x.sizes() || channel_broadcast) return;
   std::vector<int64_t> one_channel = x.sizes().vec();
   if (one_channel.size() >= 2) one_channel[1] = 1;
-  TORCH_CHECK(false, name, " has shape ", shape_str(m.sizes()), " but must be ", shape_str(x.sizes()),
-              " or ", shape_str(one_channel), " to match ", xname);
+  TORCH_CHECK_VALUE(false, name, " has shape ", shape_str(m.sizes()), " but must be ",
+                    shape_str(x.sizes()), " or ", shape_str(one_channel), " to match ", xname);
 }
 
 void check_lists(at::TensorList inputs, at::TensorList targets,
                  const c10::List<std::optional<at::Tensor>>& masks, at::ArrayRef<double> weights) {
-  TORCH_CHECK(!inputs.empty(), "inputs must hold at least one tensor");
-  TORCH_CHECK(targets.size() == inputs.size(), "targets has ", targets.size(),
-              " tensors but inputs has ", inputs.size());
-  TORCH_CHECK(masks.empty() || masks.size() == inputs.size(), "masks has ", masks.size(),
-              " entries but inputs has ", inputs.size(), " (pass an empty list for no masks)");
-  TORCH_CHECK(weights.empty() || weights.size() == inputs.size(), "weights has ", weights.size(),
-              " entries but inputs has ", inputs.size(), " (pass an empty list for weights of 1)");
+  TORCH_CHECK_VALUE(!inputs.empty(), "inputs must hold at least one tensor");
+  TORCH_CHECK_VALUE(targets.size() == inputs.size(), "targets has ", targets.size(),
+                    " tensors but inputs has ", inputs.size());
+  TORCH_CHECK_VALUE(masks.empty() || masks.size() == inputs.size(), "masks has ", masks.size(),
+                    " entries but inputs has ", inputs.size(),
+                    " (pass an empty list for no masks)");
+  TORCH_CHECK_VALUE(weights.empty() || weights.size() == inputs.size(), "weights has ",
+                    weights.size(), " entries but inputs has ", inputs.size(),
+                    " (pass an empty list for weights of 1)");
   for (size_t i = 0; i < weights.size(); ++i)
-    TORCH_CHECK(weights[i] >= 0.0 && std::isfinite(weights[i]), arg_name("weights", i),
-                " must be a finite non-negative number, got ", weights[i]);
+    TORCH_CHECK_VALUE(weights[i] >= 0.0 && std::isfinite(weights[i]), arg_name("weights", i),
+                      " must be a finite non-negative number, got ", weights[i]);
 }
 
 }  // namespace
@@ -73,8 +102,8 @@ FeaturePlan plan_feature_loss(at::TensorList inputs, at::TensorList targets,
   FeaturePlan p;
   p.criterion = parse_criterion(criterion);
   p.reduction = parse_reduction(reduction);
-  TORCH_CHECK(p.criterion != Criterion::Charbonnier || (eps > 0.0 && std::isfinite(eps)),
-              "eps must be a positive number for criterion 'charbonnier', got ", eps);
+  TORCH_CHECK_VALUE(p.criterion != Criterion::Charbonnier || (eps > 0.0 && std::isfinite(eps)),
+                    "eps must be a positive number for criterion 'charbonnier', got ", eps);
   p.eps = eps;
   const at::Tensor& x0 = inputs[0];
   check_floating(x0, "inputs[0]");
@@ -88,13 +117,14 @@ FeaturePlan plan_feature_loss(at::TensorList inputs, at::TensorList targets,
     check_same_device(x, xname, x0, "inputs[0]");
     check_same_dtype(y, yname, x, xname);
     check_same_device(y, yname, x, xname);
-    TORCH_CHECK(x.sizes() == y.sizes(), yname, " has shape ", shape_str(y.sizes()), " but ", xname,
-                " has ", shape_str(x.sizes()));
+    TORCH_CHECK_VALUE(x.sizes() == y.sizes(), yname, " has shape ", shape_str(y.sizes()), " but ",
+                      xname, " has ", shape_str(x.sizes()));
     const int64_t n = batch_of(x);
     if (p.reduction == Reduction::PerSample) {
-      TORCH_CHECK(x.dim() >= 1, xname, " is a 0-dim tensor; reduction 'per_sample' needs a batch dim");
-      TORCH_CHECK(n == p.batch, xname, " has batch size ", n, " but inputs[0] has ", p.batch,
-                  "; reduction 'per_sample' needs one batch size");
+      TORCH_CHECK_VALUE(x.dim() >= 1, xname,
+                        " is a 0-dim tensor; reduction 'per_sample' needs a batch dim");
+      TORCH_CHECK_VALUE(n == p.batch, xname, " has batch size ", n, " but inputs[0] has ", p.batch,
+                        "; reduction 'per_sample' needs one batch size");
     }
 
     const bool as_is = read_as_is(x, y);
@@ -103,36 +133,27 @@ FeaturePlan plan_feature_loss(at::TensorList inputs, at::TensorList targets,
     p.keep.push_back(xd);
     p.keep.push_back(yd);
 
-    FeatureLayer L{};
+    const std::optional<at::Tensor> mask = masks.empty() ? std::nullopt : masks.get(i);
+    if (mask) check_mask(*mask, i, x, p.criterion);
+    FeatureLayer L = layer_view(x, mask, p.reduction, channels_last);
     L.x = xd.data_ptr();
     L.y = yd.data_ptr();
-    L.batch = n;
-    L.per_sample = n > 0 ? x.numel() / n : 0;
-    L.mask_div = 1;
-    L.mask_mod = 1;
-    if (!masks.empty() && masks.get(i).has_value()) {
-      const at::Tensor m = *masks.get(i);
-      check_mask(m, i, x, p.criterion);
-      const bool full = m.sizes() == x.sizes();
+    if (mask && x.numel() > 0) {  // element weights in the accumulation type, in x's layout
+      const bool full = mask->sizes() == x.sizes();
       const auto format = full && channels_last ? at::MemoryFormat::ChannelsLast
                                                 : at::MemoryFormat::Contiguous;
       const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-      const at::Tensor md = m.to(acc).contiguous(format);
+      const at::Tensor md = mask->to(acc).contiguous(format);
       p.keep.push_back(md);
       L.mask = md.data_ptr();
-      const int64_t channels = full || x.dim() < 2 ? 1 : x.size(1);
-      L.mask_mod = L.per_sample / channels;
-      L.mask_div = channels_last ? channels : 1;
-      if (L.mask_mod == 0) L.mask_mod = 1;  // empty layer: never indexed
     }
     L.weight = weights.empty() ? 1.0 : weights[i];
     L.grad_scale = static_grad_scale(p.criterion, p.reduction, L.mask != nullptr, L.weight,
-                                     x.numel(), L.per_sample);
-    L.chunks_per_sample = chunks_per_sample(L.per_sample);
+                                     L.rows_per_segment * L.row_len);
     L.chunk_begin = p.total_chunks;
     L.seg_begin = p.total_segments;
-    p.total_chunks += n * L.chunks_per_sample;
-    p.total_segments += n;
+    p.total_chunks += L.rows * L.chunks_per_row;
+    p.total_segments += L.segments;
     if (input_grad) {
       p.input_grads.push_back(at::empty_like(xd));
       L.dx = p.input_grads.back().data_ptr();
@@ -159,22 +180,25 @@ void check_grad_and_stats(const at::Tensor& grad, const at::Tensor& stats, Reduc
                           int64_t batch, int64_t segments, const at::Tensor& ref,
                           const std::string& ref_name) {
   const auto loss_dtype = ref.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  TORCH_CHECK(grad.scalar_type() == loss_dtype, "grad has dtype ", grad.scalar_type(),
-              " but the loss of ", ref_name, " is ", loss_dtype);
+  TORCH_CHECK_TYPE(grad.scalar_type() == loss_dtype, "grad has dtype ",
+                   dtype_str(grad.scalar_type()), " but the loss of ", ref_name, " is ",
+                   dtype_str(loss_dtype));
   check_same_device(grad, "grad", ref, ref_name);
   if (reduction == Reduction::PerSample) {
-    TORCH_CHECK(grad.dim() == 1 && grad.size(0) == batch, "grad has shape ", shape_str(grad.sizes()),
-                " but reduction 'per_sample' gives a loss of shape (", batch, ",)");
+    TORCH_CHECK_VALUE(grad.dim() == 1 && grad.size(0) == batch, "grad has shape ",
+                      shape_str(grad.sizes()),
+                      " but reduction 'per_sample' gives a loss of shape (", batch, ",)");
   } else {
-    TORCH_CHECK(grad.dim() == 0, "grad has shape ", shape_str(grad.sizes()),
-                " but the loss is a 0-dim tensor");
+    TORCH_CHECK_VALUE(grad.dim() == 0, "grad has shape ", shape_str(grad.sizes()),
+                      " but the loss is a 0-dim tensor");
   }
   check_same_device(stats, "stats", ref, ref_name);
-  TORCH_CHECK(stats.scalar_type() == at::kDouble && stats.dim() == 2 && stats.size(0) == segments &&
-                  stats.size(1) == kStatCols && stats.is_contiguous(),
-              "stats must be the contiguous float64 (", segments, ", ", kStatCols,
-              ") tensor returned by feature_loss, got ", stats.scalar_type(), " ",
-              shape_str(stats.sizes()));
+  TORCH_CHECK_VALUE(stats.scalar_type() == at::kDouble && stats.dim() == 2 &&
+                        stats.size(0) == segments && stats.size(1) == kStatCols &&
+                        stats.is_contiguous(),
+                    "stats must be the contiguous float64 (", segments, ", ", kStatCols,
+                    ") tensor returned by feature_loss, got ", dtype_str(stats.scalar_type()), " ",
+                    shape_str(stats.sizes()));
 }
 
 }  // namespace
@@ -186,7 +210,7 @@ void check_backward_args(const FeaturePlan& plan, const at::Tensor& grad, const 
 
 FeaturePlan plan_grad_scale(const at::Tensor& grad, const at::Tensor& stats,
                             c10::string_view reduction, at::TensorList grads) {
-  TORCH_CHECK(!grads.empty(), "grads must hold at least one tensor");
+  TORCH_CHECK_VALUE(!grads.empty(), "grads must hold at least one tensor");
   FeaturePlan p;
   p.reduction = parse_reduction(reduction);
   p.criterion = Criterion::L1;
@@ -200,18 +224,15 @@ FeaturePlan plan_grad_scale(const at::Tensor& grad, const at::Tensor& stats,
     const std::string name = arg_name("grads", i);
     check_same_dtype(g, name, g0, "grads[0]");
     check_same_device(g, name, g0, "grads[0]");
-    TORCH_CHECK(g.is_contiguous() || (g.dim() == 4 && g.is_contiguous(at::MemoryFormat::ChannelsLast)),
-                name, " must be contiguous or channels_last");
-    FeatureLayer L{};
+    TORCH_CHECK_VALUE(
+        g.is_contiguous() || (g.dim() == 4 && g.is_contiguous(at::MemoryFormat::ChannelsLast)),
+        name, " must be contiguous or channels_last");
+    FeatureLayer L = layer_view(g, std::nullopt, p.reduction, /*channels_last=*/false);
     L.dx = g.data_ptr();
-    L.batch = batch_of(g);
-    L.per_sample = L.batch > 0 ? g.numel() / L.batch : 0;
-    L.chunks_per_sample = chunks_per_sample(L.per_sample);
     L.chunk_begin = p.total_chunks;
     L.seg_begin = p.total_segments;
-    L.mask_div = L.mask_mod = 1;
-    p.total_chunks += L.batch * L.chunks_per_sample;
-    p.total_segments += L.batch;
+    p.total_chunks += L.rows * L.chunks_per_row;
+    p.total_segments += L.segments;
     p.layers.push_back(L);
   }
   check_grad_and_stats(grad, stats, p.reduction, p.batch, p.total_segments, g0, "grads[0]");

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch._subclasses.functional_tensor import FunctionalTensor
 
+from .reference import check_feature_args
+
 _ops = torch.ops.ganloss
 
 
@@ -32,23 +34,31 @@ def _grads_fake(inputs, targets, input_grad, target_grad):
     return dxs, dys
 
 
+def _segments(tensors, reduction: str) -> int:
+    """Rows of stats: one per (layer, sample) for per_sample, one per layer otherwise."""
+    return sum(_batch(t) for t in tensors) if reduction == "per_sample" else len(tensors)
+
+
 # Registers a FakeTensor kernel ("meta kernel"): output shapes, dtypes and strides from the
 # inputs alone. torch.compile traces through it without running the op, so the op is one node
-# in the graph rather than a graph break.
+# in the graph rather than a graph break. It also runs in eager mode when any argument is a meta
+# tensor, so it checks the arguments like the real kernels do: a meta tensor mixed with CPU ones
+# gets the device error, never an uninitialised loss.
 @torch.library.register_fake("ganloss::feature_loss")
 def _feature_loss_fake(inputs, targets, masks, weights, criterion, reduction, eps, input_grad,
                        target_grad):
+    check_feature_args(inputs, targets, list(weights), criterion, reduction, masks, eps)
     x0 = inputs[0]
     out_dtype = torch.float64 if x0.dtype == torch.float64 else torch.float32
     loss = x0.new_empty((_batch(x0),) if reduction == "per_sample" else (), dtype=out_dtype)
-    segments = sum(_batch(x) for x in inputs)
-    stats = x0.new_empty((segments, 3), dtype=torch.float64)
+    stats = x0.new_empty((_segments(inputs, reduction), 3), dtype=torch.float64)
     return (loss, stats, *_grads_fake(inputs, targets, input_grad, target_grad))
 
 
 @torch.library.register_fake("ganloss::feature_loss_backward")
 def _feature_loss_backward_fake(grad, stats, inputs, targets, masks, weights, criterion,
                                 reduction, eps, input_grad, target_grad):
+    check_feature_args(inputs, targets, list(weights), criterion, reduction, masks, eps)
     return _grads_fake(inputs, targets, input_grad, target_grad)
 
 
@@ -62,10 +72,10 @@ def _scaled(grad: Tensor, stats: Tensor, reduction: str, grads: List[Tensor]) ->
     graphs that mutate their inputs, and inductor fuses this multiply anyway."""
     out, seg = [], 0
     for t in grads:
-        n = _batch(t)
+        n = _segments([t], reduction)
         factor = stats[seg:seg + n, 2] * grad
         seg += n
-        shape = (n,) + (1,) * (t.dim() - 1) if t.dim() else ()
+        shape = (n,) + (1,) * (t.dim() - 1) if reduction == "per_sample" else ()
         acc = torch.float64 if t.dtype == torch.float64 else torch.float32
         out.append((t.to(acc) * factor.to(acc).reshape(shape)).to(t.dtype))
     return out
@@ -86,6 +96,9 @@ def _setup_context(ctx, inputs, output):
     xs, ys, masks, weights, criterion, reduction, eps, input_grad, target_grad = inputs
     loss, stats, dxs, dys = output
     ctx.mark_non_differentiable(stats, *dxs, *dys)
+    # Otherwise autograd passes a materialised zero tensor for every unused output to the
+    # backward: one more gradient-sized buffer per layer.
+    ctx.set_materialize_grads(False)
     ctx.num_layers, ctx.num_masks = len(xs), len(masks)
     ctx.args = (weights, criterion, reduction, eps)
     ctx.save_for_backward(stats, *xs, *ys, *masks)
@@ -105,7 +118,9 @@ def _backward(ctx, grad, _stats_grad, _dxs_grad, _dys_grad):
     need_x, need_y = any(ctx.needs_input_grad[0]), any(ctx.needs_input_grad[1])
     weights, criterion, reduction, eps = ctx.args
     have_x, have_y = ctx.dxs is not None, ctx.dys is not None
-    if (have_x or not need_x) and (have_y or not need_y):
+    if grad is None:  # the loss does not reach what backward started from (no zeros materialised)
+        dxs = dys = []
+    elif (have_x or not need_x) and (have_y or not need_y):
         grads = (ctx.dxs if need_x else []) + (ctx.dys if need_y else [])
         if _traced(grad) or not all(getattr(t, _PRIVATE, False) for t in grads):
             grads = _scaled(grad, stats, reduction, grads[:n]) + _scaled(grad, stats, reduction, grads[n:])
@@ -137,9 +152,13 @@ def feature_loss(inputs: Sequence[Tensor], targets: Sequence[Tensor],
                  reduction: str, eps: float) -> Tensor:
     """The raw op with autograd; gradients are computed in the forward pass when autograd will
     need them. Arguments as in functional.feature_loss, already normalised to lists."""
-    grad_on = torch.is_grad_enabled()
-    input_grad = grad_on and any(x.requires_grad for x in inputs)
-    target_grad = grad_on and any(y.requires_grad for y in targets)
+    # fp32/fp64 gradients come from the forward pass (the backward then only scales them); 16-bit
+    # ones from the backward, computed in fp32 with the upstream (loss-scaled) gradient applied
+    # before the single rounding: an upstream factor applied after rounding to 16 bits would
+    # underflow or overflow under GradScaler.
+    precompute = torch.is_grad_enabled() and inputs[0].dtype in (torch.float32, torch.float64)
+    input_grad = precompute and any(x.requires_grad for x in inputs)
+    target_grad = precompute and any(y.requires_grad for y in targets)
     loss, _, dxs, dys = _ops.feature_loss(list(inputs), list(targets), list(masks), list(weights),
                                           criterion, reduction, eps, input_grad, target_grad)
     if not torch.compiler.is_compiling():

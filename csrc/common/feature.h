@@ -2,11 +2,14 @@
 //
 //   loss = sum_l w_l * reduce_l( criterion(x_l - y_l) [* m_l] )
 //
-// Every layer l is viewed as [N_l, S_l] (samples x elements per sample) in a dense layout.
-// Work is split into chunks of at most kChunk elements that never straddle a sample, so each
-// chunk belongs to one (layer, sample) "segment". A chunk's partial sums are reduced in a fixed
-// order into its segment, segments into layer terms, layer terms into the loss: the result is
-// bitwise reproducible and independent of the number of threads or blocks.
+// Every layer l is viewed as [R_l, row_len_l] rows in a dense layout: one row per sample when
+// the reduction is per sample or a one-channel mask needs the sample index, else the whole layer
+// as one row (so the cost never depends on how a layer is split along dim 0). Work is split into
+// chunks of at most kChunk elements that never straddle a row. A reduction group ("segment") is
+// a whole layer (mean, sum) or one sample (per_sample). Terms are computed in the accumulation
+// type (fp32, fp64 for fp64 inputs) and summed in fp64; chunk sums are reduced in a fixed order
+// into segments, segments into the loss: the result is bitwise reproducible and independent of
+// the number of threads or blocks.
 #pragma once
 
 #include <type_traits>
@@ -33,18 +36,20 @@ constexpr int kMaxLayersPerLaunch = 24;  // layers per by-value CUDA parameter b
 constexpr int kStatCols = 3;          // per-segment stats: sum of terms, sum of mask, grad factor
 
 struct FeatureLayer {
-  const void* x;              // input, [N, S] dense
+  const void* x;              // input, [rows, row_len] dense
   const void* y;              // target, same layout as x
   void* dx;                   // gradient wrt x, same layout (nullptr: not computed)
   void* dy;                   // gradient wrt y, same layout (nullptr: not computed)
   const void* mask;           // element weights in the accumulation type (nullptr: none), see mask_at()
-  int64_t batch;              // N
-  int64_t per_sample;         // S = numel / N
-  int64_t mask_div;           // mask element of (n, j) = mask[n * mask_mod + (j / mask_div) % mask_mod]
+  int64_t rows;               // R: N, or 1 when the layer is read as one row (0 if empty)
+  int64_t row_len;            // numel / R
+  int64_t rows_per_segment;   // 1 (per_sample) or R (mean, sum: the whole layer); at least 1
+  int64_t segments;           // reduction groups: N (per_sample) or 1
+  int64_t mask_div;           // mask element of (r, j) = mask[r * mask_mod + (j / mask_div) % mask_mod]
   int64_t mask_mod;
-  int64_t chunks_per_sample;  // ceil(S / kChunk)
+  int64_t chunks_per_row;     // ceil(row_len / kChunk)
   int64_t chunk_begin;        // global index of the layer's first chunk
-  int64_t seg_begin;          // global index of the layer's first segment (sample 0)
+  int64_t seg_begin;          // global index of the layer's first segment
   double weight;              // per-layer weight w_l
   double grad_scale;          // static part of d loss / d term, see static_grad_scale()
 };
@@ -76,31 +81,35 @@ GANLOSS_HD A criterion_grad(A d, A eps) {
 }
 
 template <typename A>
-GANLOSS_HD A mask_at(const FeatureLayer& L, int64_t n, int64_t j) {
-  return static_cast<const A*>(L.mask)[n * L.mask_mod + (j / L.mask_div) % L.mask_mod];
+GANLOSS_HD A mask_at(const FeatureLayer& L, int64_t row, int64_t j) {
+  return static_cast<const A*>(L.mask)[row * L.mask_mod + (j / L.mask_div) % L.mask_mod];
 }
 
-// Gradient of element j of sample n for an upstream gradient of 1: s_l * rho'(d) [* m]. The
-// backward of a repeated pass rounds this to the input type and scales it, like the forward + scale
-// path, so every backward pass gives the same bits.
+// Gradient of one element: scale * rho'(d) [* m], all in the accumulation type. The
+// forward passes scale = s_l (upstream gradient 1, fp32/fp64 inputs only); the backward passes
+// s_l * g * f_seg, so a 16-bit gradient is rounded once, after loss scaling is applied.
 template <Criterion C, bool Masked, typename A>
-GANLOSS_HD A unit_grad(const FeatureLayer& L, int64_t n, int64_t j, A d, A eps) {
-  A g = A(L.grad_scale) * criterion_grad<C>(d, eps);
-  if constexpr (Masked) g *= mask_at<A>(L, n, j);
+GANLOSS_HD A element_grad(A d, A eps, A scale, A m) {
+  A g = scale * criterion_grad<C>(d, eps);
+  if constexpr (Masked) g *= m;
   return g;
 }
+
+// 16-bit inputs get no gradient from the forward: their backward computes it in one rounding.
+template <typename T>
+constexpr bool kRoundOnceInBackward = sizeof(T) == 2;
 
 // ---------------------------------------------------------------------------------------------
 // Work decomposition.
 
 struct ChunkRange {
-  int layer;       // index into the layer array
-  int64_t sample;  // n
-  int64_t begin;   // first element (within sample n, i.e. j)
-  int64_t end;     // one past the last element (within sample n)
+  int layer;      // index into the layer array
+  int64_t row;    // r
+  int64_t begin;  // first element (within row r, i.e. j)
+  int64_t end;    // one past the last element (within row r)
 };
 
-GANLOSS_HD int64_t chunks_per_sample(int64_t per_sample) { return (per_sample + kChunk - 1) / kChunk; }
+GANLOSS_HD int64_t chunks_per_row(int64_t row_len) { return (row_len + kChunk - 1) / kChunk; }
 
 // The layer owning a chunk is the last one that starts at or before it (empty layers own none).
 GANLOSS_HD ChunkRange locate_chunk(const FeatureLayer* layers, int num_layers, int64_t chunk) {
@@ -108,21 +117,33 @@ GANLOSS_HD ChunkRange locate_chunk(const FeatureLayer* layers, int num_layers, i
   while (l + 1 < num_layers && layers[l + 1].chunk_begin <= chunk) ++l;
   const FeatureLayer& L = layers[l];
   const int64_t local = chunk - L.chunk_begin;
-  const int64_t n = local / L.chunks_per_sample;
-  const int64_t begin = (local % L.chunks_per_sample) * kChunk;
-  const int64_t end = begin + kChunk < L.per_sample ? begin + kChunk : L.per_sample;
-  return {l, n, begin, end};
+  const int64_t row = local / L.chunks_per_row;
+  const int64_t begin = (local % L.chunks_per_row) * kChunk;
+  const int64_t end = begin + kChunk < L.row_len ? begin + kChunk : L.row_len;
+  return {l, row, begin, end};
+}
+
+// The segment of row r within its layer (0 .. segments-1), e.g. the index of its upstream gradient.
+GANLOSS_HD int64_t local_segment(const FeatureLayer& L, int64_t row) {
+  return row / L.rows_per_segment;
+}
+
+// Chunks [first, first + count) of the layer hold the elements of local segment s, in row order.
+GANLOSS_HD int64_t segment_first_chunk(const FeatureLayer& L, int64_t s) {
+  return L.chunk_begin + s * L.rows_per_segment * L.chunks_per_row;
+}
+GANLOSS_HD int64_t segment_chunks(const FeatureLayer& L) {
+  return L.rows > 0 ? L.rows_per_segment * L.chunks_per_row : 0;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Reduction of the summed terms.
 
 // d loss / d (summed term) that is known before any data is read; the rest is the per-segment
-// grad factor from reduce_group(). Zero for an empty layer.
+// grad factor from reduce_group(). count = elements in one segment; zero for an empty layer.
 GANLOSS_HD double static_grad_scale(Criterion c, Reduction r, bool masked, double weight,
-                                    int64_t numel, int64_t per_sample) {
+                                    int64_t count) {
   if (c == Criterion::Fro || masked || r == Reduction::Sum) return weight;
-  const int64_t count = r == Reduction::PerSample ? per_sample : numel;
   return count > 0 ? weight / double(count) : 0.0;
 }
 
@@ -132,46 +153,35 @@ struct GroupTerm {
 };
 
 // One reduction group: a whole layer (Mean, Sum) or one sample of it (PerSample).
-// count = elements in the group; mask_sum = sum of the expanded mask over it.
+// count = elements in the group; mask_sum = sum of the expanded mask over it. The weight is
+// applied last, so a huge weight on a small mean stays finite.
 GANLOSS_HD GroupTerm reduce_group(Criterion c, Reduction r, bool masked, double weight, double sum,
                                   double mask_sum, int64_t count) {
   if (count == 0) return {0.0, 0.0};  // empty layers contribute nothing
-  if (c == Criterion::Fro) {
+  if (c == Criterion::Fro) {          // d||d|| / dd = d / ||d||: 0 at d = 0 (torch), NaN stays NaN
     const double norm = sqrt(sum);
-    return {weight * norm, norm > 0.0 ? 1.0 / norm : 0.0};
+    return {weight * norm, norm == 0.0 ? 0.0 : 1.0 / norm};
   }
   if (r == Reduction::Sum) return {weight * sum, 1.0};
-  if (masked) return {weight * sum / mask_sum, 1.0 / mask_sum};  // BasicSR: no eps, 0/0 = NaN
-  return {weight * sum / double(count), 1.0};
+  if (masked) return {weight * (sum / mask_sum), 1.0 / mask_sum};  // BasicSR: no eps, 0/0 = NaN
+  return {weight * (sum / double(count)), 1.0};
 }
 
-// Turns a layer's per-segment sums (stats columns 0 and 1) into its loss terms and writes each
-// segment's grad factor (column 2). terms: [layers] for Mean/Sum, [segments] for PerSample.
-GANLOSS_HD void finalize_layer(const FeatureLayer& L, int64_t layer_index, Criterion c, Reduction r,
-                               double* stats, double* terms) {
-  const bool masked = L.mask != nullptr;
-  double* st = stats + kStatCols * L.seg_begin;
-  if (r == Reduction::PerSample) {
-    for (int64_t n = 0; n < L.batch; ++n) {
-      const GroupTerm t = reduce_group(c, r, masked, L.weight, st[kStatCols * n],
-                                       st[kStatCols * n + 1], L.per_sample);
-      terms[L.seg_begin + n] = t.value;
-      st[kStatCols * n + 2] = t.grad_factor;
-    }
-    return;
+// Turns a layer's segment sums (stats columns 0 and 1) into its loss terms (one per segment) and
+// writes each segment's grad factor (column 2).
+GANLOSS_HD void finalize_layer(const FeatureLayer& L, Criterion c, Reduction r, double* stats,
+                               double* terms) {
+  for (int64_t s = 0; s < L.segments; ++s) {
+    double* st = stats + kStatCols * (L.seg_begin + s);
+    const GroupTerm t = reduce_group(c, r, L.mask != nullptr, L.weight, st[0], st[1],
+                                     L.rows_per_segment * L.row_len);
+    terms[L.seg_begin + s] = t.value;
+    st[2] = t.grad_factor;
   }
-  double sum = 0.0, mask_sum = 0.0;
-  for (int64_t n = 0; n < L.batch; ++n) {
-    sum += st[kStatCols * n];
-    mask_sum += st[kStatCols * n + 1];
-  }
-  const GroupTerm t = reduce_group(c, r, masked, L.weight, sum, mask_sum, L.batch * L.per_sample);
-  terms[layer_index] = t.value;
-  for (int64_t n = 0; n < L.batch; ++n) st[kStatCols * n + 2] = t.grad_factor;
 }
 
-// Loss entry `out_index` from the terms: Mean/Sum sum the layer terms, PerSample sums sample
-// out_index over layers (all layers share N, so segment (l, n) is l * N + n).
+// Loss entry `out_index` from the segment terms: Mean/Sum sum the layer terms (one segment per
+// layer), PerSample sums sample out_index over layers (all layers share N: segment l * N + n).
 GANLOSS_HD double combine_terms(Reduction r, const double* terms, int64_t num_layers, int64_t batch,
                                 int64_t out_index) {
   double total = 0.0;

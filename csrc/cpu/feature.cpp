@@ -1,10 +1,12 @@
 // CPU kernels of the multi-layer feature loss (math and work split in common/feature.h).
 //
-// forward : per chunk, sum_j criterion(x_j - y_j) [* m_j] (and sum_j m_j) into a chunk partial,
-//           and, when asked, dx_j = s_l * criterion'(d_j) [* m_j], dy_j = -dx_j for an upstream
-//           gradient of 1. Reads x, y (and m) once, writes dx (and dy) once.
-// backward: dx_j = g_n * f_seg * round(s_l * criterion'(d_j) [* m_j]), recomputed from x, y:
-//           the bits of forward + scale, so repeated backward passes agree exactly.
+// forward : per chunk, sum_j criterion(x_j - y_j) [* m_j] (and sum_j m_j) into an fp64 chunk
+//           partial, and, when asked, dx_j = s_l * criterion'(d_j) [* m_j], dy_j = -dx_j for an
+//           upstream gradient of 1. Reads x, y (and m) once, writes dx (and dy) once.
+// backward: recomputed from x, y: fp32/fp64 dx_j = g_n * f_seg * round(s_l * criterion'(d_j) [* m_j])
+//           (the bits of forward + scale, so repeated backward passes agree exactly); 16-bit
+//           dx_j = round(g_n * f_seg * s_l * criterion'(d_j) [* m_j]), one rounding after the
+//           upstream (loss-scaled) gradient is applied.
 // scale   : dx_j *= g_n * f_seg in place; chunks whose factor is exactly 1 are skipped.
 // Chunks run in parallel (at::parallel_for); partials are combined in a fixed order, so the loss
 // does not depend on the number of threads.
@@ -13,6 +15,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <tuple>
 #include <vector>
 
@@ -25,76 +28,125 @@ namespace {
 // no conditional (masked) stores.
 enum GradOut { kNoGrad = 0, kDx = 1, kDy = 2, kDxDy = 3 };
 
-// L is taken by value so the compiler knows the gradient stores cannot change it. The element
-// loop is an explicit SIMD reduction (-fopenmp-simd): its summation order is fixed by the build,
-// not by the data or the thread count.
-template <typename T, Criterion C, bool Masked, int Out>
-void forward_chunk(const FeatureLayer L, const ChunkRange& r, double eps, double* partial) {
-  using A = acc_t<T>;
-  const int64_t base = r.sample * L.per_sample;
-  const T* __restrict__ x = static_cast<const T*>(L.x) + base;
-  const T* __restrict__ y = static_cast<const T*>(L.y) + base;
-  T* __restrict__ dx = L.dx ? static_cast<T*>(L.dx) + base : nullptr;
-  T* __restrict__ dy = L.dy ? static_cast<T*>(L.dy) + base : nullptr;
-  const A e = A(eps);
-  A sum = 0, mask_sum = 0;
-#pragma omp simd reduction(+ : sum, mask_sum)
-  for (int64_t j = r.begin; j < r.end; ++j) {
-    const A d = A(x[j]) - A(y[j]);
-    A v = criterion_value<C>(d, e);
-    if constexpr (Masked) {
-      const A m = mask_at<A>(L, r.sample, j);
-      v *= m;
-      mask_sum += m;
-    }
-    sum += v;
-    if constexpr (Out != kNoGrad) {
-      const A g = unit_grad<C, Masked>(L, r.sample, j, d, e);
-      if constexpr ((Out & kDx) != 0) dx[j] = T(g);
-      if constexpr ((Out & kDy) != 0) dy[j] = T(-g);
+// The chunk's mask values m[k] for its elements k = 0 .. end - begin, without a division per
+// element: read in place where they are consecutive in the mask (a full mask, or a one-channel
+// mask over contiguous (N, C, ...) features when the chunk stays within one channel), else
+// copied run by run into a per-thread buffer (each value repeated mask_div = C times over
+// channels_last features).
+template <typename A>
+const A* chunk_mask(const FeatureLayer& L, const ChunkRange& r) {
+  const A* row_mask = static_cast<const A*>(L.mask) + r.row * L.mask_mod;
+  const int64_t first = (r.begin / L.mask_div) % L.mask_mod;
+  if (L.mask_div == 1 && first + (r.end - r.begin) <= L.mask_mod) return row_mask + first;
+  thread_local std::vector<A> buf(kChunk);
+  for (int64_t j = r.begin; j < r.end;) {
+    const int64_t i = (j / L.mask_div) % L.mask_mod;
+    A* out = buf.data() + (j - r.begin);
+    if (L.mask_div == 1) {
+      const int64_t n = std::min(r.end - j, L.mask_mod - i);
+      std::copy_n(row_mask + i, n, out);
+      j += n;
+    } else {
+      const int64_t n = std::min(r.end - j, L.mask_div - j % L.mask_div);
+      std::fill_n(out, n, row_mask[i]);
+      j += n;
     }
   }
-  partial[0] = double(sum);
-  partial[1] = double(mask_sum);
+  return buf.data();
 }
 
-// The forward's gradient rounded to T, then scaled as scale_chunk does: the same bits as the
-// forward + scale path, so repeated backward passes agree exactly.
-template <typename T, Criterion C, bool Masked>
-void backward_chunk(const FeatureLayer L, const ChunkRange& r, double eps, double factor) {
+// The chunk's elements k = 0 .. n of x, y, dx, dy (dx, dy null when not written).
+template <typename T>
+struct ChunkData {
+  const T* x;
+  const T* y;
+  T* dx;
+  T* dy;
+  int64_t n;
+};
+
+template <typename T>
+ChunkData<T> chunk_data(const FeatureLayer& L, const ChunkRange& r) {
+  const int64_t first = r.row * L.row_len + r.begin;
+  return {static_cast<const T*>(L.x) + first, static_cast<const T*>(L.y) + first,
+          L.dx ? static_cast<T*>(L.dx) + first : nullptr,
+          L.dy ? static_cast<T*>(L.dy) + first : nullptr, r.end - r.begin};
+}
+
+// The element loop is an explicit SIMD reduction (-fopenmp-simd) into fp64 lanes: its summation
+// order is fixed by the build, not by the data or the thread count, and a 16K-element chunk adds
+// no visible fp32 rounding error to the sum (terms are rounded to fp32 like torch's own).
+template <typename T, Criterion C, bool Masked, int Out>
+void forward_chunk(const ChunkData<T> c, const acc_t<T>* __restrict__ mask, double eps,
+                   double grad_scale, double* partial) {
   using A = acc_t<T>;
-  const int64_t base = r.sample * L.per_sample;
-  const T* __restrict__ x = static_cast<const T*>(L.x) + base;
-  const T* __restrict__ y = static_cast<const T*>(L.y) + base;
-  T* __restrict__ dx = L.dx ? static_cast<T*>(L.dx) + base : nullptr;
-  T* __restrict__ dy = L.dy ? static_cast<T*>(L.dy) + base : nullptr;
+  const T* __restrict__ x = c.x;
+  const T* __restrict__ y = c.y;
+  T* __restrict__ dx = c.dx;
+  T* __restrict__ dy = c.dy;
+  const A e = A(eps), s = A(grad_scale);
+  double sum = 0, mask_sum = 0;
+#pragma omp simd reduction(+ : sum, mask_sum)
+  for (int64_t k = 0; k < c.n; ++k) {
+    const A d = A(x[k]) - A(y[k]);
+    A v = criterion_value<C>(d, e);
+    const A m = Masked ? mask[k] : A(1);
+    if constexpr (Masked) {
+      v *= m;
+      mask_sum += double(m);
+    }
+    sum += double(v);
+    if constexpr (Out != kNoGrad) {
+      const A g = element_grad<C, Masked>(d, e, s, m);
+      if constexpr ((Out & kDx) != 0) dx[k] = T(g);
+      if constexpr ((Out & kDy) != 0) dy[k] = T(-g);
+    }
+  }
+  partial[0] = sum;
+  partial[1] = mask_sum;
+}
+
+// factor = g_n * f_seg. 16-bit: the whole gradient in fp32, rounded once. fp32/fp64: the
+// forward's gradient rounded to T, then scaled as scale_chunk does (the same bits).
+template <typename T, Criterion C, bool Masked>
+void backward_chunk(const ChunkData<T> c, const acc_t<T>* __restrict__ mask, double eps,
+                    double grad_scale, double factor) {
+  using A = acc_t<T>;
+  const T* __restrict__ x = c.x;
+  const T* __restrict__ y = c.y;
+  T* __restrict__ dx = c.dx;
+  T* __restrict__ dy = c.dy;
   const A e = A(eps), f = A(factor);
-  for (int64_t j = r.begin; j < r.end; ++j) {
-    const A g = A(T(unit_grad<C, Masked>(L, r.sample, j, A(x[j]) - A(y[j]), e))) * f;
-    if (dx) dx[j] = T(g);
-    if (dy) dy[j] = T(-g);
+  const A s = kRoundOnceInBackward<T> ? A(grad_scale * factor) : A(grad_scale);
+  for (int64_t k = 0; k < c.n; ++k) {
+    const A g = element_grad<C, Masked>(A(x[k]) - A(y[k]), e, s, Masked ? mask[k] : A(1));
+    const A scaled = kRoundOnceInBackward<T> ? g : A(T(g)) * f;
+    if (dx) dx[k] = T(scaled);
+    if (dy) dy[k] = T(-scaled);
   }
 }
 
 template <typename T>
 void scale_chunk(const FeatureLayer L, const ChunkRange& r, double factor) {
   using A = acc_t<T>;
-  T* __restrict__ g = static_cast<T*>(L.dx) + r.sample * L.per_sample;
+  T* __restrict__ g = static_cast<T*>(L.dx) + r.row * L.row_len;
   const A f = A(factor);
   for (int64_t j = r.begin; j < r.end; ++j) g[j] = T(A(g[j]) * f);
 }
 
-// Upstream gradient of sample n (a scalar gradient serves every sample).
-double upstream(const at::Tensor& grad, Reduction r, int64_t n) {
-  const int64_t i = r == Reduction::PerSample ? n : 0;
+// Upstream gradient of a layer's segment s (a scalar gradient serves every segment).
+double upstream(const at::Tensor& grad, Reduction r, int64_t s) {
+  const int64_t i = r == Reduction::PerSample ? s : 0;
   return grad.scalar_type() == at::kDouble ? grad.data_ptr<double>()[i]
                                            : double(grad.data_ptr<float>()[i]);
 }
 
+// g_n * f_seg of the segment that holds chunk r.
 double segment_factor(const FeaturePlan& p, const ChunkRange& r, const at::Tensor& grad,
                       const double* stats) {
   const FeatureLayer& L = p.layers[r.layer];
-  return upstream(grad, p.reduction, r.sample) * stats[kStatCols * (L.seg_begin + r.sample) + 2];
+  const int64_t s = local_segment(L, r.row);
+  return upstream(grad, p.reduction, s) * stats[kStatCols * (L.seg_begin + s) + 2];
 }
 
 template <typename F>
@@ -115,25 +167,24 @@ void for_each_chunk(const FeaturePlan& p, F&& f) {
   });
 }
 
-// Chunk partials -> segment sums (stats columns 0, 1) -> layer terms and grad factors -> loss.
+// Chunk partials -> segment sums (stats columns 0, 1) -> segment terms and grad factors -> loss.
 void finalize(FeaturePlan& p, const std::vector<double>& partials) {
   double* stats = p.stats.data_ptr<double>();
   for (const FeatureLayer& L : p.layers) {
-    for (int64_t n = 0; n < L.batch; ++n) {
+    for (int64_t seg = 0; seg < L.segments; ++seg) {
+      const double* partial = partials.data() + 2 * segment_first_chunk(L, seg);
       double s = 0.0, ms = 0.0;
-      for (int64_t k = 0; k < L.chunks_per_sample; ++k) {
-        const int64_t c = L.chunk_begin + n * L.chunks_per_sample + k;
-        s += partials[2 * c];
-        ms += partials[2 * c + 1];
+      for (int64_t k = 0; k < segment_chunks(L); ++k) {
+        s += partial[2 * k];
+        ms += partial[2 * k + 1];
       }
-      stats[kStatCols * (L.seg_begin + n)] = s;
-      stats[kStatCols * (L.seg_begin + n) + 1] = ms;
+      stats[kStatCols * (L.seg_begin + seg)] = s;
+      stats[kStatCols * (L.seg_begin + seg) + 1] = ms;
     }
   }
   const int64_t num_layers = int64_t(p.layers.size());
-  std::vector<double> terms(p.reduction == Reduction::PerSample ? p.total_segments : num_layers);
-  for (int64_t l = 0; l < num_layers; ++l)
-    finalize_layer(p.layers[l], l, p.criterion, p.reduction, stats, terms.data());
+  std::vector<double> terms(p.total_segments);
+  for (const FeatureLayer& L : p.layers) finalize_layer(L, p.criterion, p.reduction, stats, terms.data());
   const int64_t outputs = p.loss.numel();
   for (int64_t i = 0; i < outputs; ++i) {
     const double v = combine_terms(p.reduction, terms.data(), num_layers, p.batch, i);
@@ -154,12 +205,18 @@ feature_loss_cpu(at::TensorList inputs, at::TensorList targets,
     dispatch_criterion(p.criterion, [&](auto crit) {
       constexpr Criterion C = decltype(crit)::value;
       for_each_chunk(p, [&](int64_t c, const ChunkRange& r) {
+        using A = acc_t<scalar_t>;
         const FeatureLayer& L = p.layers[r.layer];
+        const ChunkData<scalar_t> data = chunk_data<scalar_t>(L, r);
         double* out = &partials[2 * c];
         const int grads = (L.dx ? kDx : 0) | (L.dy ? kDy : 0);
         dispatch_grad_out(grads, [&](auto g) {
-          if (L.mask) forward_chunk<scalar_t, C, true, decltype(g)::value>(L, r, p.eps, out);
-          else forward_chunk<scalar_t, C, false, decltype(g)::value>(L, r, p.eps, out);
+          constexpr int Out = decltype(g)::value;
+          if (L.mask) {
+            forward_chunk<scalar_t, C, true, Out>(data, chunk_mask<A>(L, r), p.eps, L.grad_scale, out);
+          } else {
+            forward_chunk<scalar_t, C, false, Out>(data, nullptr, p.eps, L.grad_scale, out);
+          }
         });
       });
     });
@@ -182,10 +239,15 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backwa
     dispatch_criterion(p.criterion, [&](auto crit) {
       constexpr Criterion C = decltype(crit)::value;
       for_each_chunk(p, [&](int64_t, const ChunkRange& r) {
+        using A = acc_t<scalar_t>;
         const FeatureLayer& L = p.layers[r.layer];
+        const ChunkData<scalar_t> data = chunk_data<scalar_t>(L, r);
         const double factor = segment_factor(p, r, g, st);
-        if (L.mask) backward_chunk<scalar_t, C, true>(L, r, p.eps, factor);
-        else backward_chunk<scalar_t, C, false>(L, r, p.eps, factor);
+        if (L.mask) {
+          backward_chunk<scalar_t, C, true>(data, chunk_mask<A>(L, r), p.eps, L.grad_scale, factor);
+        } else {
+          backward_chunk<scalar_t, C, false>(data, nullptr, p.eps, L.grad_scale, factor);
+        }
       });
     });
   });

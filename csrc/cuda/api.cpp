@@ -28,7 +28,6 @@ void for_each_launch(const FeaturePlan& plan, const FeatureLaunch& base, F&& lau
   for (int64_t first = 0, index = 0; first < total; first += kMaxLayersPerLaunch, ++index) {
     FeatureLaunch p = base;
     p.num_layers = int(std::min<int64_t>(kMaxLayersPerLaunch, total - first));
-    p.layer_offset = int(first);
     std::copy_n(plan.layers.begin() + first, p.num_layers, p.layers);
     const int64_t next = first + p.num_layers;
     p.chunk_offset = plan.layers[first].chunk_begin;
@@ -54,14 +53,13 @@ feature_loss_cuda(at::TensorList inputs, at::TensorList targets,
                   const c10::List<std::optional<at::Tensor>>& masks, at::ArrayRef<double> weights,
                   c10::string_view criterion, c10::string_view reduction, double eps,
                   bool input_grad, bool target_grad) {
-  TORCH_CHECK(!inputs.empty(), "inputs must hold at least one tensor");
+  TORCH_CHECK_VALUE(!inputs.empty(), "inputs must hold at least one tensor");
   const c10::cuda::CUDAGuard guard(inputs[0].device());
   FeaturePlan plan = plan_feature_loss(inputs, targets, masks, weights, criterion, reduction, eps,
                                        input_grad, target_grad, /*outputs=*/true);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   // Workspace: chunk partials [chunks, 2], loss terms, one block counter per launch.
-  const int64_t terms = plan.reduction == Reduction::PerSample ? plan.total_segments
-                                                               : int64_t(plan.layers.size());
+  const int64_t terms = plan.total_segments;
   const int64_t launches = launches_for(plan);
   at::Tensor workspace = at::empty({2 * plan.total_chunks + terms + (launches + 1) / 2},
                                    inputs[0].options().dtype(at::kDouble));
@@ -86,7 +84,7 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backwa
     const c10::List<std::optional<at::Tensor>>& masks, at::ArrayRef<double> weights,
     c10::string_view criterion, c10::string_view reduction, double eps, bool input_grad,
     bool target_grad) {
-  TORCH_CHECK(!inputs.empty(), "inputs must hold at least one tensor");
+  TORCH_CHECK_VALUE(!inputs.empty(), "inputs must hold at least one tensor");
   const c10::cuda::CUDAGuard guard(inputs[0].device());
   FeaturePlan plan = plan_feature_loss(inputs, targets, masks, weights, criterion, reduction, eps,
                                        input_grad, target_grad, /*outputs=*/false);
@@ -104,7 +102,7 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backwa
 
 void feature_loss_scale_grads_cuda(const at::Tensor& grad, const at::Tensor& stats,
                                    c10::string_view reduction, at::TensorList grads) {
-  TORCH_CHECK(!grads.empty(), "grads must hold at least one tensor");
+  TORCH_CHECK_VALUE(!grads.empty(), "grads must hold at least one tensor");
   const c10::cuda::CUDAGuard guard(grads[0].device());
   const FeaturePlan plan = plan_grad_scale(grad, stats, reduction, grads);
   const at::Tensor g = grad.contiguous();
@@ -114,7 +112,7 @@ void feature_loss_scale_grads_cuda(const at::Tensor& grad, const at::Tensor& sta
   base.grad = g.data_ptr();
   base.grad_factors = stats.data_ptr<double>();
   for_each_launch(plan, base, [&](FeatureLaunch& p, int64_t) {
-    C10_CUDA_CHECK(launch_feature_grad_scale(p, plan.dtype, stream));
+    C10_CUDA_CHECK(launch_feature_loss_scale_grads(p, plan.dtype, stream));
   });
 }
 

@@ -1,15 +1,17 @@
 // CUDA kernels of the multi-layer feature loss (math and work split in common/feature.h).
 // Torch-free: cuda/api.cpp fills FeatureLaunch and calls the launchers at the bottom.
 //
-// One block per chunk of kChunk elements of one (layer, sample) segment, 256 threads, 16-byte
+// One block per chunk of kChunk elements of one row of a layer, 256 threads, 16-byte
 // loads and stores when the chunk is aligned (scalar otherwise, and for the tail).
 //
-// forward : partial_c = sum_j rho(x_j - y_j) [* m_j] (+ sum_j m_j) -> chunk_sums[c];
+// forward : partial_c = sum_j rho(x_j - y_j) [* m_j] (+ sum_j m_j) -> chunk_sums[c], terms in
+//           the accumulation type, summed in fp64 per thread and across the block;
 //           dx_j = s_l * rho'(d_j) [* m_j], dy_j = -dx_j when asked (upstream gradient 1).
 //           The last block to finish (atomic counter, zeroed by the host) reduces the partials
-//           in a fixed order: segments (one warp each), layers (one thread each), loss.
+//           in a fixed order: segments (one warp each), segment terms (one thread per layer), loss.
 //           Traffic: read x, y (+ m) once, write dx (+ dy) once; O(chunks) bytes of partials.
-// backward: dx_j = g_n * f_seg * round(s_l * rho'(d_j) [* m_j]): read x, y, write dx (+ dy).
+// backward: read x, y, write dx (+ dy). fp32/fp64: dx_j = g_n * f_seg * round(s_l * rho'(d_j) [* m_j]);
+//           16-bit: dx_j = round(g_n * f_seg * s_l * rho'(d_j) [* m_j]), one rounding.
 // scale   : dx_j *= g_n * f_seg: read + write dx, nothing when the factor is exactly 1.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -67,17 +69,21 @@ __device__ __forceinline__ A block_sum(A v, A* smem) {
   return v;
 }
 
-__device__ __forceinline__ double upstream(const FeatureLaunch& p, int64_t n) {
-  const int64_t i = p.reduction == Reduction::PerSample ? n : 0;
-  return p.loss_is_f64 ? static_cast<const double*>(p.grad)[i]
-                       : double(static_cast<const float*>(p.grad)[i]);
+// g_n * f_seg for the segment that holds row `row` of layer L.
+__device__ __forceinline__ double segment_factor(const FeatureLaunch& p, const FeatureLayer& L,
+                                                 int64_t row) {
+  const int64_t s = local_segment(L, row);
+  const int64_t i = p.reduction == Reduction::PerSample ? s : 0;
+  const double g = p.loss_is_f64 ? static_cast<const double*>(p.grad)[i]
+                                 : double(static_cast<const float*>(p.grad)[i]);
+  return g * p.grad_factors[kStatCols * (L.seg_begin + s) + 2];
 }
 
 // Applies op(j, x_j, y_j) -> gradient to every element of the chunk and stores the gradient to
 // dx (and its negation to dy) when those are set. Vectorized when all pointers are aligned.
 template <typename T, typename Op>
 __device__ __forceinline__ void for_chunk(const FeatureLayer& L, const ChunkRange& r, Op op) {
-  const int64_t base = r.sample * L.per_sample;
+  const int64_t base = r.row * L.row_len;
   const T* __restrict__ x = static_cast<const T*>(L.x) + base;
   const T* __restrict__ y = static_cast<const T*>(L.y) + base;
   T* __restrict__ dx = L.dx ? static_cast<T*>(L.dx) + base : nullptr;
@@ -113,31 +119,29 @@ __device__ __forceinline__ void for_chunk(const FeatureLayer& L, const ChunkRang
 }
 
 // The last block of a forward launch: chunk partials -> segment sums (stats columns 0, 1) ->
-// layer terms and grad factors -> (last launch) the loss. Fixed order throughout.
+// segment terms and grad factors -> (last launch) the loss. Fixed order throughout.
 __device__ __forceinline__ void finalize_launch(const FeatureLaunch& p) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int l = 0; l < p.num_layers; ++l) {
     const FeatureLayer& L = p.layers[l];
-    for (int64_t n = warp; n < L.batch; n += kWarps) {
-      const double* partial = p.chunk_sums + 2 * (L.chunk_begin + n * L.chunks_per_sample);
+    for (int64_t seg = warp; seg < L.segments; seg += kWarps) {
+      const double* partial = p.chunk_sums + 2 * segment_first_chunk(L, seg);
       double s = 0.0, ms = 0.0;
-      for (int64_t k = lane; k < L.chunks_per_sample; k += 32) {
+      for (int64_t k = lane; k < segment_chunks(L); k += 32) {
         s += partial[2 * k];
         ms += partial[2 * k + 1];
       }
       s = warp_sum(s);
       ms = warp_sum(ms);
       if (lane == 0) {
-        p.stats[kStatCols * (L.seg_begin + n)] = s;
-        p.stats[kStatCols * (L.seg_begin + n) + 1] = ms;
+        p.stats[kStatCols * (L.seg_begin + seg)] = s;
+        p.stats[kStatCols * (L.seg_begin + seg) + 1] = ms;
       }
     }
   }
   __syncthreads();
-  if (threadIdx.x < p.num_layers) {
-    finalize_layer(p.layers[threadIdx.x], p.layer_offset + threadIdx.x, p.criterion, p.reduction,
-                   p.stats, p.terms);
-  }
+  if (threadIdx.x < p.num_layers)
+    finalize_layer(p.layers[threadIdx.x], p.criterion, p.reduction, p.stats, p.terms);
   if (!p.last_launch) return;
   __syncthreads();
   const int64_t outputs = p.reduction == Reduction::PerSample ? p.batch : 1;
@@ -150,29 +154,34 @@ __device__ __forceinline__ void finalize_launch(const FeatureLaunch& p) {
 
 template <typename T, Criterion C, bool Masked>
 __device__ __forceinline__ void forward_chunk(const FeatureLayer& L, const ChunkRange& r,
-                                              acc_t<T> eps, acc_t<T>& sum, acc_t<T>& mask_sum) {
+                                              acc_t<T> eps, double& sum, double& mask_sum) {
   using A = acc_t<T>;
+  const A scale = A(L.grad_scale);
   for_chunk<T>(L, r, [&](int64_t j, T xj, T yj) {
     const A d = to_acc(xj) - to_acc(yj);
     A v = criterion_value<C>(d, eps);
+    const A m = Masked ? mask_at<A>(L, r.row, j) : A(1);
     if constexpr (Masked) {
-      const A m = mask_at<A>(L, r.sample, j);
       v *= m;
-      mask_sum += m;
+      mask_sum += double(m);
     }
-    sum += v;
-    return unit_grad<C, Masked>(L, r.sample, j, d, eps);
+    sum += double(v);
+    return element_grad<C, Masked>(d, eps, scale, m);
   });
 }
 
-// The forward's gradient rounded to T, then scaled as in feature_grad_scale_kernel.
+// factor = g_n * f_seg. 16-bit: the whole gradient in fp32, rounded once. fp32/fp64: the
+// forward's gradient rounded to T, then scaled as in feature_loss_scale_grads_kernel.
 template <typename T, Criterion C, bool Masked>
 __device__ __forceinline__ void backward_chunk(const FeatureLayer& L, const ChunkRange& r,
-                                               acc_t<T> eps, acc_t<T> factor) {
+                                               acc_t<T> eps, double factor) {
   using A = acc_t<T>;
+  const A f = A(factor);
+  const A scale = kRoundOnceInBackward<T> ? A(L.grad_scale * factor) : A(L.grad_scale);
   for_chunk<T>(L, r, [&](int64_t j, T xj, T yj) {
-    const A g = unit_grad<C, Masked>(L, r.sample, j, to_acc(xj) - to_acc(yj), eps);
-    return to_acc(from_acc<T>(g)) * factor;
+    const A m = Masked ? mask_at<A>(L, r.row, j) : A(1);
+    const A g = element_grad<C, Masked>(to_acc(xj) - to_acc(yj), eps, scale, m);
+    return kRoundOnceInBackward<T> ? g : to_acc(from_acc<T>(g)) * f;
   });
 }
 
@@ -180,13 +189,13 @@ template <typename T, Criterion C>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
 feature_loss_forward_kernel(const __grid_constant__ FeatureLaunch p) {
   using A = acc_t<T>;
-  __shared__ A smem[kWarps];
+  __shared__ double smem[kWarps];
   __shared__ bool is_last;
   if (blockIdx.x < p.num_chunks) {  // a launch over empty layers runs one idle block
     const int64_t chunk = p.chunk_offset + blockIdx.x;
     const ChunkRange r = locate_chunk(p.layers, p.num_layers, chunk);
     const FeatureLayer& L = p.layers[r.layer];
-    A sum = 0, mask_sum = 0;
+    double sum = 0, mask_sum = 0;
     if (L.mask) forward_chunk<T, C, true>(L, r, A(p.eps), sum, mask_sum);
     else forward_chunk<T, C, false>(L, r, A(p.eps), sum, mask_sum);
     sum = block_sum(sum, smem);
@@ -212,21 +221,21 @@ feature_loss_backward_kernel(const __grid_constant__ FeatureLaunch p) {
   using A = acc_t<T>;
   const ChunkRange r = locate_chunk(p.layers, p.num_layers, p.chunk_offset + blockIdx.x);
   const FeatureLayer& L = p.layers[r.layer];
-  const A factor = A(upstream(p, r.sample) * p.grad_factors[kStatCols * (L.seg_begin + r.sample) + 2]);
+  const double factor = segment_factor(p, L, r.row);
   if (L.mask) backward_chunk<T, C, true>(L, r, A(p.eps), factor);
   else backward_chunk<T, C, false>(L, r, A(p.eps), factor);
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
-feature_grad_scale_kernel(const __grid_constant__ FeatureLaunch p) {
+feature_loss_scale_grads_kernel(const __grid_constant__ FeatureLaunch p) {
   using A = acc_t<T>;
   const ChunkRange r = locate_chunk(p.layers, p.num_layers, p.chunk_offset + blockIdx.x);
   const FeatureLayer& L = p.layers[r.layer];
-  const double f = upstream(p, r.sample) * p.grad_factors[kStatCols * (L.seg_begin + r.sample) + 2];
+  const double f = segment_factor(p, L, r.row);
   if (f == 1.0) return;  // the common case: mean loss, upstream gradient 1
   const A factor = A(f);
-  T* __restrict__ g = static_cast<T*>(L.dx) + r.sample * L.per_sample;
+  T* __restrict__ g = static_cast<T*>(L.dx) + r.row * L.row_len;
   constexpr int V = Vec<T>::kSize;
   int64_t j0 = r.begin;
   if (aligned16(g + j0)) {
@@ -281,10 +290,11 @@ cudaError_t launch_feature_loss_backward(const FeatureLaunch& p, DType dtype, cu
   return cudaGetLastError();
 }
 
-cudaError_t launch_feature_grad_scale(const FeatureLaunch& p, DType dtype, cudaStream_t stream) {
+cudaError_t launch_feature_loss_scale_grads(const FeatureLaunch& p, DType dtype,
+                                             cudaStream_t stream) {
   if (p.num_chunks == 0) return cudaSuccess;
   dispatch_dtype(dtype, [&](auto t) {
-    feature_grad_scale_kernel<decltype(t)><<<grid_of(p), kThreads, 0, stream>>>(p);
+    feature_loss_scale_grads_kernel<decltype(t)><<<grid_of(p), kThreads, 0, stream>>>(p);
   });
   return cudaGetLastError();
 }

@@ -12,7 +12,6 @@ namespace ganloss {
 struct FeatureLaunch {
   FeatureLayer layers[kMaxLayersPerLaunch];
   int num_layers;          // layers in this launch
-  int layer_offset;        // global index of layers[0]
   int64_t total_layers;    // layers over all launches of the op
   int64_t batch;           // N shared by all layers (reduction PerSample)
   int64_t chunk_offset;    // global index of this launch's first chunk (= layers[0].chunk_begin)
@@ -23,7 +22,7 @@ struct FeatureLaunch {
   // Forward only.
   double* chunk_sums;      // [all chunks, 2] partial sums of terms and mask
   double* stats;           // [segments, kStatCols] output
-  double* terms;           // [layers] (Mean, Sum) or [segments] (PerSample) loss terms
+  double* terms;           // [segments] loss terms (one per layer for Mean, Sum)
   unsigned int* counter;   // blocks of this launch that finished; zeroed by the host
   bool last_launch;        // this launch's last block also writes the loss
   void* loss;              // [] or [N], double if loss_is_f64 else float
@@ -38,6 +37,7 @@ cudaError_t launch_feature_loss_forward(const FeatureLaunch& p, DType dtype, cud
 // dx = g * factor * criterion'(x - y) [* m], dy = -dx, recomputed from x and y.
 cudaError_t launch_feature_loss_backward(const FeatureLaunch& p, DType dtype, cudaStream_t stream);
 // layers[l].dx *= g * factor in place, skipping chunks whose factor is exactly 1.
-cudaError_t launch_feature_grad_scale(const FeatureLaunch& p, DType dtype, cudaStream_t stream);
+cudaError_t launch_feature_loss_scale_grads(const FeatureLaunch& p, DType dtype,
+                                            cudaStream_t stream);
 
 }  // namespace ganloss

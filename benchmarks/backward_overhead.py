@@ -5,13 +5,16 @@ time_interleaved), median and IQR per call in microseconds.
     python benchmarks/backward_overhead.py                        # one 2x8 layer: overheads only
     python benchmarks/backward_overhead.py --case vgg19-b2-128x128
     python benchmarks/backward_overhead.py --profile              # + torch.profiler, Python stacks
+    OMP_NUM_THREADS=1 python benchmarks/backward_overhead.py --cpu-time   # on a busy machine
 
 Pieces: functional.feature_loss's forward (inputs require grad), ops.feature_loss's forward
 (torch.library's autograd glue + the op), the op called without autograd (same kernel work),
 forward + backward; the time inside ganloss_cuda.ops._backward (re-registered here with a timing
 wrapper, nothing else changed) and the feature_loss_scale_grads_ op alone; and, for the autograd
 engine's own share, a minimal autograd.Function with the same leaves that hands back
-precomputed gradients.
+precomputed gradients. --cpu-time times with the process's CPU clock instead of the wall clock:
+time spent waiting for a core is left out, so the Python overheads can be measured on a busy
+machine (with one thread; with more, the clock adds up all threads' time).
 """
 import argparse
 import time
@@ -23,14 +26,16 @@ import ganloss_cuda.benchmark as gb
 from ganloss_cuda import functional, ops
 
 TINY = gb.Case("feature_loss", "tiny-2x8", ((2, 8),), (1.0,))
-inside_backward = []  # seconds of each ops._backward call
 
 
-def timed_backward(*args):
-    start = time.perf_counter()
-    out = ops._backward(*args)
-    inside_backward.append(time.perf_counter() - start)
-    return out
+def timed(fn, clock, seconds: list):
+    """fn, appending the seconds (on clock) of each call to seconds."""
+    def wrapper(*args):
+        start = clock()
+        out = fn(*args)
+        seconds.append(clock() - start)
+        return out
+    return wrapper
 
 
 class Handback(torch.autograd.Function):
@@ -50,13 +55,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", help="a CPU benchmark case (default: one 2x8 layer)")
     parser.add_argument("--profile", action="store_true", help="also print a profile")
+    parser.add_argument("--cpu-time", action="store_true", help="time with the process CPU clock")
     args = parser.parse_args()
     case = next((c for c in gb.CPU_CASES if c.name == args.case), TINY)
     (xs, ys), = gb.input_sets(case, "cpu")
     w, plain, masks = list(case.weights), [x.detach() for x in xs], [None] * len(xs)
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    inside_backward = []  # seconds of each ops._backward call
     with warnings.catch_warnings():  # "Overriding a previously registered kernel"
         warnings.simplefilter("ignore")
-        torch.library.register_autograd("ganloss::feature_loss", timed_backward,
+        torch.library.register_autograd("ganloss::feature_loss",
+                                        timed(ops._backward, clock, inside_backward),
                                         setup_context=ops._setup_context)
     op, scale = torch.ops.ganloss.feature_loss, torch.ops.ganloss.feature_loss_scale_grads_
     loss, stats, dxs, _ = op(plain, ys, [], w, "l1", "mean", 1e-12, True, False)
@@ -85,11 +94,11 @@ def main():
     }
     fwd_bwd()
     inside_backward.clear()
-    timed = gb.time_interleaved(pieces, [()], rounds=10, round_s=0.05)
-    us = {name: m.median * 1e6 for name, m in timed.items()}
+    measured = gb.time_interleaved(pieces, [()], rounds=10, round_s=0.05, timer=clock)
+    us = {name: m.median * 1e6 for name, m in measured.items()}
     print(f"case {case.name} ({case.numel} elements, {len(case.shapes)} layers), "
-          f"{torch.get_num_threads()} threads")
-    for name, m in timed.items():
+          f"{torch.get_num_threads()} threads, {'CPU' if args.cpu_time else 'wall'} clock")
+    for name, m in measured.items():
         print(f"{name:55s} {m.median * 1e6:9.1f} us  (IQR {m.iqr * 1e6:.1f})")
     inside = sorted(inside_backward)[len(inside_backward) // 2] * 1e6
     backward = us["fwd+bwd: functional.feature_loss(...).backward()"] - us[
@@ -109,9 +118,9 @@ def main():
     }
     for name, value in derived.items():
         print(f"=> {name:52s} {value:9.1f} us")
-    noisy = [name for name, m in timed.items() if not m.meets_confidence(gb.NOISY_IQR)]
+    noisy = [name for name, m in measured.items() if not m.meets_confidence(gb.NOISY_IQR)]
     if noisy:
-        print(f"NOISY: {len(noisy)} of {len(timed)} pieces have an IQR above "
+        print(f"NOISY: {len(noisy)} of {len(measured)} pieces have an IQR above "
               f"{gb.NOISY_IQR:.0%} of their median; the differences above are not reliable.")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

@@ -201,16 +201,18 @@ def prepare(fn: Callable, case: Case, mode: str, xs, ys, label: str) -> Tuple[Ca
     return step, time.perf_counter() - start
 
 
-def time_interleaved(steps: Dict[str, Callable], sets: list, rounds: int,
-                     round_s: float) -> Dict[str, Measurement]:
+def time_interleaved(steps: Dict[str, Callable], sets: list, rounds: int, round_s: float,
+                     **timer_args) -> Dict[str, Measurement]:
     """A Measurement per provider. One warm-up round (discarded), then ``rounds`` rounds in
     which each provider in turn runs one ``blocked_autorange(min_run_time=round_s)``, so a slow
     spell of the machine falls on all providers alike. Each call takes the next input set; the
-    timers use torch's current thread count (Timer's default is 1)."""
+    timers use torch's current thread count (Timer's default is 1) and timer_args (say, another
+    ``timer`` clock)."""
     timers = {}
     for provider, step in steps.items():
         timers[provider] = Timer("step(*next(rotation))", num_threads=torch.get_num_threads(),
-                                 globals={"step": step, "rotation": itertools.cycle(sets)})
+                                 globals={"step": step, "rotation": itertools.cycle(sets)},
+                                 **timer_args)
     blocks = {provider: [] for provider in steps}
     for r in range(rounds + 1):
         for provider, timer in timers.items():

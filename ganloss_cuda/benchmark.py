@@ -47,6 +47,8 @@ TIMING = {"full": dict(rounds=10, round_s=0.05), "quick": dict(rounds=4, round_s
 # threads waiting a scheduler slice in every call, has a small IQR).
 NOISY_IQR = 0.1
 BUSY_SHARE = 0.1
+# The CPU goal of fwd_bwd (2-core CI VM, fp32): least speedup against each provider.
+CPU_GOAL = {"reference": 2.0, "reference_compiled": 1.0}
 
 
 @dataclass(frozen=True)
@@ -451,6 +453,16 @@ def _ratio(s: dict, provider: str) -> str:
     return "noisy" if {"ganloss", provider} & set(s["noisy"]) else "-"
 
 
+def _cpu_goal(s: dict) -> Optional[str]:
+    """met / missed / unknown (a speedup is missing) for CPU fwd_bwd, else None."""
+    if s["device"] != "cpu" or s["mode"] != "fwd_bwd":
+        return None
+    ratios = {p: s[f"vs_{p}"] for p in CPU_GOAL}
+    if None in ratios.values():
+        return "unknown"
+    return "met" if all(ratios[p] >= least for p, least in CPU_GOAL.items()) else "missed"
+
+
 def format_table(rows: List[dict], speedup_rows: List[dict]) -> str:
     """Plain-text tables: one line per row (median and IQR in ms, IQR in % of the median, the
     CPU share other processes used meanwhile, noisy or not, floor, achieved GB/s, peak MiB of one
@@ -469,9 +481,9 @@ def format_table(rows: List[dict], speedup_rows: List[dict]) -> str:
     out = [_table(["case", "dtype", "mode", "provider", "median_ms", "iqr_ms", "IQR", "others",
                    "", "floor_ms", "GB/s", "peak_MiB", "kernels"], lines)]
     lines = [[f"{s['device']} {s['case']}", s["dtype"], s["mode"], _ratio(s, "reference"),
-              _ratio(s, "reference_compiled")] for s in speedup_rows]
+              _ratio(s, "reference_compiled"), _cpu_goal(s)] for s in speedup_rows]
     out += ["", _table(["ganloss speedup", "dtype", "mode", "vs reference",
-                        "vs reference_compiled"], lines), ""]
+                        "vs reference_compiled", "CPU goal (2x, 1x)"], lines), ""]
     timed = [r for r in rows if r["median_ms"] is not None]
     noisy = [r for r in timed if r["noisy"]]
     if noisy:

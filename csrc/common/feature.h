@@ -139,11 +139,12 @@ GANLOSS_HD int64_t segment_chunks(const FeatureLayer& L) {
 // ---------------------------------------------------------------------------------------------
 // Reduction of the summed terms.
 
-// d loss / d (summed term) that is known before any data is read; the rest is the per-segment
-// grad factor from reduce_group(). count = elements in one segment; zero for an empty layer.
+// d loss / d (summed term) that is known before any data is read: w_l / count for a plain mean;
+// 1 where the per-segment grad factor from reduce_group() carries the weight (a huge weight then
+// never multiplies a term before the division). count = elements in one segment.
 GANLOSS_HD double static_grad_scale(Criterion c, Reduction r, bool masked, double weight,
                                     int64_t count) {
-  if (c == Criterion::Fro || masked || r == Reduction::Sum) return weight;
+  if (c == Criterion::Fro || masked || r == Reduction::Sum) return 1.0;
   return count > 0 ? weight / double(count) : 0.0;
 }
 
@@ -160,10 +161,10 @@ GANLOSS_HD GroupTerm reduce_group(Criterion c, Reduction r, bool masked, double 
   if (count == 0) return {0.0, 0.0};  // empty layers contribute nothing
   if (c == Criterion::Fro) {          // d||d|| / dd = d / ||d||: 0 at d = 0 (torch), NaN stays NaN
     const double norm = sqrt(sum);
-    return {weight * norm, norm == 0.0 ? 0.0 : 1.0 / norm};
+    return {weight * norm, norm == 0.0 ? 0.0 : weight / norm};
   }
-  if (r == Reduction::Sum) return {weight * sum, 1.0};
-  if (masked) return {weight * (sum / mask_sum), 1.0 / mask_sum};  // BasicSR: no eps, 0/0 = NaN
+  if (r == Reduction::Sum) return {weight * sum, weight};
+  if (masked) return {weight * (sum / mask_sum), weight / mask_sum};  // BasicSR: no eps, 0/0 = NaN
   return {weight * (sum / double(count)), 1.0};
 }
 

@@ -134,6 +134,34 @@ def test_empty_layers(device):
         assert [g.shape for g in grads] == [x.shape for x in xs]
 
 
+EMPTY_MASKED_SCRIPT = """
+import torch
+import ganloss_cuda as gl
+from ganloss_cuda import functional as F
+assert gl.available(), gl.load_error
+x = torch.zeros(2, 0, 4, 5, requires_grad=True)
+for reduction in ("mean", "sum", "per_sample"):
+    loss = F.feature_loss([x], [torch.zeros(2, 0, 4, 5)], masks=[torch.ones(2, 1, 4, 5)],
+                          reduction=reduction)
+    loss.sum().backward()
+    print(reduction, loss.tolist(), tuple(x.grad.shape))
+print(gl.L1Loss()(x, torch.zeros(2, 0, 4, 5), weight=torch.ones(2, 1, 4, 5)).item())
+"""
+
+
+def test_empty_layer_with_one_channel_mask_does_not_crash():
+    """Zero channels under a one-channel mask once divided by zero in the plan (SIGFPE): run in a
+    subprocess so that a crash fails this test instead of the whole run."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", EMPTY_MASKED_SCRIPT], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.stdout.split("\n")[:4] == [
+        "mean 0.0 (2, 0, 4, 5)", "sum 0.0 (2, 0, 4, 5)", "per_sample [0.0, 0.0] (2, 0, 4, 5)", "0.0"]
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_nan_propagates(device):
     x = torch.randn(2, 3, 4, 4, device=device)

@@ -10,10 +10,11 @@ forward when autograd needs it, so ``fwd_bwd`` is the honest headline.
 Timing (torch.utils.benchmark): for one case and mode every provider is first checked against
 the eager reference and warmed up (compiled, for torch.compile), then the providers take turns,
 round by round (reference, reference_compiled, ganloss, reference, ...), each round one
-``Timer.blocked_autorange``; a row's median and interquartile range (IQR) are those of all its
-blocks (``Measurement.merge``). Timer synchronizes CUDA around each block. A row is noisy when
-its IQR is more than NOISY_IQR of its median or when other processes used more than BUSY_SHARE
-of the machine's CPU time while it was timed; no speedup is given for a pair with a noisy row.
+``Timer.timeit`` of as many calls as fill ``round_s``; a row's median and interquartile range
+(IQR) are those of its rounds' per-call times (``Measurement.merge``). Timer synchronizes CUDA
+around each round. A row is noisy when its IQR is more than NOISY_IQR of its median or when
+other processes used more than BUSY_SHARE of the machine's CPU time while it was timed; no
+speedup is given for a pair with a noisy row.
 
 Floors (GPU only): read x and y once (``fwd``) and also write dx once (``fwd_bwd``);
 floor_ms = floor bytes / the copy bandwidth measured in the same run. On CPU the inputs, reused
@@ -41,7 +42,7 @@ RTOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfl
 DTYPE_NAMES = {torch.float64: "fp64", torch.float32: "fp32", torch.float16: "fp16",
                torch.bfloat16: "bf16"}
 # Timing effort: interleaved rounds after the warm-up round, seconds of each provider's round.
-TIMING = {"full": dict(rounds=10, round_s=0.05), "quick": dict(rounds=4, round_s=0.02)}
+TIMING = {"full": dict(rounds=15, round_s=0.05), "quick": dict(rounds=5, round_s=0.02)}
 # A row is noisy when its IQR exceeds NOISY_IQR of its median, or when other processes used more
 # than BUSY_SHARE of the machine's CPU time while it was timed (a steady slowdown, say OpenMP
 # threads waiting a scheduler slice in every call, has a small IQR).
@@ -205,23 +206,25 @@ def prepare(fn: Callable, case: Case, mode: str, xs, ys, label: str) -> Tuple[Ca
 
 def time_interleaved(steps: Dict[str, Callable], sets: list, rounds: int, round_s: float,
                      **timer_args) -> Dict[str, Measurement]:
-    """A Measurement per provider. One warm-up round (discarded), then ``rounds`` rounds in
-    which each provider in turn runs one ``blocked_autorange(min_run_time=round_s)``, so a slow
-    spell of the machine falls on all providers alike. Each call takes the next input set; the
-    timers use torch's current thread count (Timer's default is 1) and timer_args (say, another
-    ``timer`` clock)."""
+    """A Measurement per provider whose times are the per-call times of its rounds. First a
+    warm-up round: each provider runs one ``blocked_autorange(min_run_time=round_s)``, whose
+    median sets how many calls fill round_s. Then ``rounds`` rounds in which each provider in
+    turn runs ``Timer.timeit`` of that many calls (after its own few warm-up calls), so a slow
+    spell of the machine falls on all providers alike, and the IQR is the spread between rounds.
+    Each call takes the next input set; the timers use torch's current thread count (Timer's
+    default is 1) and timer_args (say, another ``timer`` clock)."""
     timers = {}
     for provider, step in steps.items():
         timers[provider] = Timer("step(*next(rotation))", num_threads=torch.get_num_threads(),
                                  globals={"step": step, "rotation": itertools.cycle(sets)},
                                  **timer_args)
-    blocks = {provider: [] for provider in steps}
-    for r in range(rounds + 1):
+    calls = {provider: max(1, int(round_s / timer.blocked_autorange(min_run_time=round_s).median))
+             for provider, timer in timers.items()}
+    per_round = {provider: [] for provider in steps}
+    for _ in range(rounds):
         for provider, timer in timers.items():
-            measurement = timer.blocked_autorange(min_run_time=round_s)
-            if r:
-                blocks[provider].append(measurement)
-    return {provider: Measurement.merge(ms)[0] for provider, ms in blocks.items()}
+            per_round[provider].append(timer.timeit(calls[provider]))
+    return {provider: Measurement.merge(ms)[0] for provider, ms in per_round.items()}
 
 
 def _cpu_seconds():

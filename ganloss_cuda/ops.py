@@ -81,59 +81,64 @@ def _scaled(grad: Tensor, stats: Tensor, reduction: str, grads: List[Tensor]) ->
     return out
 
 
-# Marks gradient buffers that only the autograd context can reach (set by feature_loss below):
-# the eager backward may then scale them in place instead of writing new tensors.
-_PRIVATE = "_ganloss_private_grad"
-
-
 def _traced(t: Tensor) -> bool:
     """Inside torch.compile / AOTAutograd tracing (functionalized tensors), where the backward
     must not mutate its saved tensors."""
     return torch.compiler.is_compiling() or isinstance(t, FunctionalTensor)
 
 
-def _setup_context(ctx, inputs, output):
-    xs, ys, masks, weights, criterion, reduction, eps, input_grad, target_grad = inputs
-    loss, stats, dxs, dys = output
-    ctx.mark_non_differentiable(stats, *dxs, *dys)
+def _save(ctx, xs, ys, masks, args, stats, dxs, dys, private: bool):
+    """What the backward needs. dxs/dys: gradients the forward computed for an upstream gradient
+    of 1 (None when it did not); the first backward scales and hands them on, any later backward
+    (retain_graph) recomputes from the saved inputs. private: nothing but ctx holds dxs/dys, so
+    the eager backward may scale them in place."""
     # Otherwise autograd passes a materialised zero tensor for every unused output to the
     # backward: one more gradient-sized buffer per layer.
     ctx.set_materialize_grads(False)
     ctx.num_layers, ctx.num_masks = len(xs), len(masks)
-    ctx.args = (weights, criterion, reduction, eps)
+    ctx.args = args
     ctx.save_for_backward(stats, *xs, *ys, *masks)
-    # Gradients computed by the forward for an upstream gradient of 1: the first backward scales
-    # and hands them on; any later backward (retain_graph) recomputes from the saved inputs.
-    ctx.dxs = dxs if input_grad else None
-    ctx.dys = dys if target_grad else None
+    ctx.dxs, ctx.dys, ctx.private = dxs, dys, private
 
 
-def _backward(ctx, grad, _stats_grad, _dxs_grad, _dys_grad):
+def _gradients(ctx, grad, need_x: bool, need_y: bool):
+    """(dxs, dys) for the upstream gradient `grad`: lists of one tensor per layer, or []."""
     if torch.is_grad_enabled() and not _traced(grad):
         raise RuntimeError("ganloss feature_loss is differentiable once: backward with "
                            "create_graph=True (double backward) is not supported")
+    if grad is None:  # the loss does not reach what backward started from (no zeros materialised)
+        return [], []
     stats, *rest = ctx.saved_tensors
     n = ctx.num_layers
     xs, ys, masks = rest[:n], rest[n:2 * n], rest[2 * n:2 * n + ctx.num_masks]
-    need_x, need_y = any(ctx.needs_input_grad[0]), any(ctx.needs_input_grad[1])
     weights, criterion, reduction, eps = ctx.args
-    have_x, have_y = ctx.dxs is not None, ctx.dys is not None
-    if grad is None:  # the loss does not reach what backward started from (no zeros materialised)
-        dxs = dys = []
-    elif (have_x or not need_x) and (have_y or not need_y):
-        grads = (ctx.dxs if need_x else []) + (ctx.dys if need_y else [])
-        if _traced(grad) or not all(getattr(t, _PRIVATE, False) for t in grads):
-            grads = _scaled(grad, stats, reduction, grads[:n]) + _scaled(grad, stats, reduction, grads[n:])
-        else:  # nobody else holds these buffers: scale them in place and hand them on
-            ctx.dxs = ctx.dys = None  # (autograd may keep them as .grad)
-            for part in (grads[:n], grads[n:]):  # one list per call: stats has one row per sample
-                if part:
-                    _ops.feature_loss_scale_grads_(grad, stats, reduction, part)
-        dxs, dys = grads[:n] if need_x else [], grads[n if need_x else 0:]
-    else:
-        dxs, dys = _ops.feature_loss_backward(grad, stats, xs, ys, masks, weights, criterion,
-                                              reduction, eps, need_x, need_y)
-    none = [None] * n
+    if (ctx.dxs is None and need_x) or (ctx.dys is None and need_y):
+        return _ops.feature_loss_backward(grad, stats, xs, ys, masks, weights, criterion,
+                                          reduction, eps, need_x, need_y)
+    parts = [ctx.dxs if need_x else [], ctx.dys if need_y else []]
+    if ctx.private and not _traced(grad):  # scale in place and hand the buffers on
+        ctx.dxs = ctx.dys = None  # (autograd may keep them as .grad)
+        for part in parts:  # one list per call: stats has one row per segment of each list
+            if part:
+                _ops.feature_loss_scale_grads_(grad, stats, reduction, part)
+        return parts
+    return [_scaled(grad, stats, reduction, part) for part in parts]
+
+
+# torch.library's autograd of the op: used by torch.compile and by direct calls of
+# torch.ops.ganloss.feature_loss (whose gradient outputs the caller can see: never in place).
+def _setup_context(ctx, inputs, output):
+    xs, ys, masks, weights, criterion, reduction, eps, input_grad, target_grad = inputs
+    loss, stats, dxs, dys = output
+    ctx.mark_non_differentiable(stats, *dxs, *dys)
+    _save(ctx, xs, ys, masks, (weights, criterion, reduction, eps), stats,
+          dxs if input_grad else None, dys if target_grad else None, private=False)
+
+
+def _backward(ctx, grad, _stats_grad, _dxs_grad, _dys_grad):
+    dxs, dys = _gradients(ctx, grad, any(ctx.needs_input_grad[0]), any(ctx.needs_input_grad[1]))
+    masks, weights = ctx.saved_tensors[1 + 2 * ctx.num_layers:], ctx.args[0]
+    none = [None] * ctx.num_layers
     return (dxs or none, dys or none, _no_grad(masks), _no_grad(weights), None, None, None, None,
             None)
 
@@ -147,21 +152,45 @@ def _no_grad(arg):
 torch.library.register_autograd("ganloss::feature_loss", _backward, setup_context=_setup_context)
 
 
+class _EagerFeatureLoss(torch.autograd.Function):
+    """Eager autograd of the op over the flat leaves (*inputs, *targets): the logic of the
+    registered autograd above without torch.library's per-call pytree work (about 0.1 ms per
+    forward and again per backward). The op runs below the Autograd dispatch key."""
+
+    @staticmethod
+    def forward(ctx, call, *leaves):
+        xs, ys, masks, weights, criterion, reduction, eps, input_grad, target_grad = call
+        with torch._C._AutoDispatchBelowAutograd():
+            loss, stats, dxs, dys = _ops.feature_loss(*call)
+        _save(ctx, xs, ys, masks, (weights, criterion, reduction, eps), stats,
+              dxs if input_grad else None, dys if target_grad else None, private=True)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        n = ctx.num_layers
+        need = ctx.needs_input_grad[1:]
+        dxs, dys = _gradients(ctx, grad, any(need[:n]), any(need[n:]))
+        return (None, *(dxs or [None] * n), *(dys or [None] * n))
+
+
 def feature_loss(inputs: Sequence[Tensor], targets: Sequence[Tensor],
                  masks: Sequence[Optional[Tensor]], weights: Sequence[float], criterion: str,
                  reduction: str, eps: float) -> Tensor:
-    """The raw op with autograd; gradients are computed in the forward pass when autograd will
-    need them. Arguments as in functional.feature_loss, already normalised to lists."""
-    # fp32/fp64 gradients come from the forward pass (the backward then only scales them); 16-bit
-    # ones from the backward, computed in fp32 with the upstream (loss-scaled) gradient applied
-    # before the single rounding: an upstream factor applied after rounding to 16 bits would
-    # underflow or overflow under GradScaler.
-    precompute = torch.is_grad_enabled() and inputs[0].dtype in (torch.float32, torch.float64)
-    input_grad = precompute and any(x.requires_grad for x in inputs)
-    target_grad = precompute and any(y.requires_grad for y in targets)
-    loss, _, dxs, dys = _ops.feature_loss(list(inputs), list(targets), list(masks), list(weights),
-                                          criterion, reduction, eps, input_grad, target_grad)
-    if not torch.compiler.is_compiling():
-        for t in dxs + dys:
-            setattr(t, _PRIVATE, True)
-    return loss
+    """The op with autograd. Arguments as in functional.feature_loss, already normalised to
+    lists. fp32/fp64 gradients come from the forward pass (the backward then only scales them);
+    16-bit ones from the backward, computed in fp32 with the upstream (loss-scaled) gradient
+    applied before the single rounding: an upstream factor applied after rounding to 16 bits
+    would underflow or overflow under GradScaler."""
+    inputs, targets = list(inputs), list(targets)
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs + targets)
+    precompute = need_grad and inputs[0].dtype in (torch.float32, torch.float64)
+    call = (inputs, targets, list(masks), list(weights), criterion, reduction, eps,
+            precompute and any(x.requires_grad for x in inputs),
+            precompute and any(y.requires_grad for y in targets))
+    if torch.compiler.is_compiling():
+        return _ops.feature_loss(*call)[0]
+    if not need_grad:
+        with torch._C._AutoDispatchBelowAutograd():
+            return _ops.feature_loss(*call)[0]
+    return _EagerFeatureLoss.apply(call, *inputs, *targets)

@@ -86,7 +86,7 @@ def section(found, current_csrc):
         "",
         "Median times; floor = bytes that must move (read x and y, write dx for fwd_bwd) at the "
         "measured copy bandwidth; speedups are ratios of medians (> 1: ganloss is faster), "
-        "\"noisy\" where a row's IQR was over 10 % of its median or other processes used over "
+        "\"noisy\" where a row's IQR was over 25 % of its median or other processes used over "
         "10 % of the CPUs while it was timed (docs/performance.md).",
         "",
         "**fwd_bwd** (forward + backward: the headline, since ganloss computes gradients in the "

@@ -493,8 +493,8 @@ def format_table(rows: List[dict], speedup_rows: List[dict]) -> str:
     if noisy:
         out.append(f"NOISY: {len(noisy)} of {len(timed)} rows have an IQR above "
                    f"{NOISY_IQR:.0%} of their median, or other processes used more than "
-                   f"{BUSY_SHARE:.0%} of the CPUs while they were timed (`others`): the machine "
-                   "was busy, and their speedups are not given. Rerun on a quiet machine.")
+                   f"{BUSY_SHARE:.0%} of the CPUs while they were timed (`others`); their "
+                   "speedups are not given. Rerun (on a quiet machine if `others` is high).")
     if any(r["device"] == "cpu" for r in rows):
         out.append("cpu: no floors (the inputs largely stay in the caches, where the DRAM copy "
                    "bandwidth bounds nothing); GB/s = model bytes / median.")

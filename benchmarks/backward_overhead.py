@@ -8,17 +8,16 @@ time_interleaved), median and IQR per call in microseconds.
     OMP_NUM_THREADS=1 python benchmarks/backward_overhead.py --cpu-time   # on a busy machine
 
 Pieces: functional.feature_loss's forward (inputs require grad), ops.feature_loss's forward
-(torch.library's autograd glue + the op), the op called without autograd (same kernel work),
-forward + backward; the time inside ganloss_cuda.ops._backward (re-registered here with a timing
-wrapper, nothing else changed) and the feature_loss_scale_grads_ op alone; and, for the autograd
-engine's own share, a minimal autograd.Function with the same leaves that hands back
-precomputed gradients. --cpu-time times with the process's CPU clock instead of the wall clock:
+(its autograd + the op), the op called below the Autograd dispatch key (same kernel work),
+forward + backward; the time inside the backward of ganloss_cuda.ops._EagerFeatureLoss (the
+eager autograd.Function, wrapped here with a timer, nothing else changed) and the
+feature_loss_scale_grads_ op alone; and, for the autograd engine's own share, a minimal
+autograd.Function with the same leaves that hands back precomputed gradients. --cpu-time times with the process's CPU clock instead of the wall clock:
 time spent waiting for a core is left out, so the Python overheads can be measured on a busy
 machine (with one thread; with more, the clock adds up all threads' time).
 """
 import argparse
 import time
-import warnings
 
 import torch
 
@@ -61,15 +60,16 @@ def main():
     (xs, ys), = gb.input_sets(case, "cpu")
     w, plain, masks = list(case.weights), [x.detach() for x in xs], [None] * len(xs)
     clock = time.process_time if args.cpu_time else time.perf_counter
-    inside_backward = []  # seconds of each ops._backward call
-    with warnings.catch_warnings():  # "Overriding a previously registered kernel"
-        warnings.simplefilter("ignore")
-        torch.library.register_autograd("ganloss::feature_loss",
-                                        timed(ops._backward, clock, inside_backward),
-                                        setup_context=ops._setup_context)
+    inside_backward = []  # seconds of each call of the eager Function's backward
+    ops._EagerFeatureLoss.backward = staticmethod(
+        timed(ops._EagerFeatureLoss.backward, clock, inside_backward))
     op, scale = torch.ops.ganloss.feature_loss, torch.ops.ganloss.feature_loss_scale_grads_
     loss, stats, dxs, _ = op(plain, ys, [], w, "l1", "mean", 1e-12, True, False)
     one = torch.ones((), dtype=loss.dtype)
+
+    def below_autograd():
+        with torch._C._AutoDispatchBelowAutograd():
+            op(plain, ys, [], w, "l1", "mean", 1e-12, True, False)
 
     def fwd_bwd():
         for x in xs:
@@ -83,10 +83,9 @@ def main():
 
     pieces = {
         "fwd: functional.feature_loss": lambda: functional.feature_loss(xs, ys, w),
-        "fwd: ops.feature_loss (autograd glue + op)":
+        "fwd: ops.feature_loss (autograd + op)":
             lambda: ops.feature_loss(xs, ys, masks, w, "l1", "mean", 1e-12),
-        "fwd: the op without autograd (same kernel work)":
-            lambda: op(plain, ys, [], w, "l1", "mean", 1e-12, True, False),
+        "fwd: the op below autograd (same kernel work)": below_autograd,
         "fwd+bwd: functional.feature_loss(...).backward()": fwd_bwd,
         "bwd: feature_loss_scale_grads_ op alone": lambda: scale(one, stats, "mean", dxs),
         "fwd: minimal autograd.Function, same leaves": lambda: Handback.apply(dxs, *xs),
@@ -105,16 +104,16 @@ def main():
         "fwd: functional.feature_loss"]
     derived = {
         "bwd: backward total (fwd+bwd - fwd)": backward,
-        f"bwd: inside ops._backward (median of {len(inside_backward)} calls)": inside,
-        "bwd: outside ops._backward (engine + torch.library glue)": backward - inside,
+        f"bwd: inside the Function's backward (median of {len(inside_backward)})": inside,
+        "bwd: outside it (autograd engine)": backward - inside,
         "bwd: minimal autograd.Function backward (engine)":
             us["fwd+bwd: minimal autograd.Function"]
             - us["fwd: minimal autograd.Function, same leaves"],
         "fwd: functional's own (functional - ops.feature_loss)":
-            us["fwd: functional.feature_loss"] - us["fwd: ops.feature_loss (autograd glue + op)"],
-        "fwd: autograd glue (ops.feature_loss - op)":
-            us["fwd: ops.feature_loss (autograd glue + op)"]
-            - us["fwd: the op without autograd (same kernel work)"],
+            us["fwd: functional.feature_loss"] - us["fwd: ops.feature_loss (autograd + op)"],
+        "fwd: autograd (ops.feature_loss - op)":
+            us["fwd: ops.feature_loss (autograd + op)"]
+            - us["fwd: the op below autograd (same kernel work)"],
     }
     for name, value in derived.items():
         print(f"=> {name:52s} {value:9.1f} us")

@@ -22,7 +22,7 @@ def find_csrc():
 
 def csrc_hash(root) -> str:
     """sha256 over sorted relative POSIX paths of every regular file under root, each fed as
-    path + NUL + sha256(bytes): the stamp of GPU results files (shared/docs/gpu-results.md)."""
+    path + NUL + sha256(bytes): the stamp of GPU results files (docs/gpu-results.md)."""
     root = Path(root)
     paths = []
     for d, _, files in os.walk(root):

@@ -1,7 +1,7 @@
 """Numbers under real training conditions (issue 6, items 1-4, 9, 17): fp16/bf16 gradients under
 loss scaling, fp32 accumulation against torch's own fp32 error, float64 range, NaN propagation,
-cost independent of the batch split, and the memory of backward. CPU (the CUDA kernels share the
-math in csrc/common)."""
+cost independent of the batch split, and the memory of backward. The rounding and accumulation
+tests run on CUDA too (against torch's own CUDA fp32 error), the rest on CPU."""
 import math
 import time
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ganloss_cuda as gl
-from conftest import peak_rss_bytes, reset_peak_rss, ulp, ulp_error
+from conftest import DEVICES, peak_rss_bytes, reset_peak_rss, ulp, ulp_error
 from ganloss_cuda import functional as F
 from ganloss_cuda import reference as R
 
@@ -70,11 +70,12 @@ def test_ulp_helpers():
     assert ulp_error(got, true, torch.float16).tolist() == [0.25, 0.0, math.inf, 0.0, math.inf]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", LOW_PRECISION)
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("criterion,masked", CRITERION_MASK, ids=CM_IDS)
-def test_low_precision_grads_rounded_once(dtype, upstream, reduction, criterion, masked):
+def test_low_precision_grads_rounded_once(device, dtype, upstream, reduction, criterion, masked):
     """Loss scaling (GradScaler) multiplies the upstream gradient by up to 2**24: the gradient must
     not vanish in a large layer with a small weight (VGG 1/32), nor overflow in a small layer with
     a large weight (feature matching 10-200), where the true gradient fits in the dtype."""
@@ -86,8 +87,10 @@ def test_low_precision_grads_rounded_once(dtype, upstream, reduction, criterion,
           for x, s in zip(xs, (1, 300))]
     masks = [one_channel_mask(s) for s in shapes] if masked else None
     kw = dict(weights=weights, criterion=criterion, reduction=reduction)
-    loss = F.feature_loss(xs, ys, masks=masks, **kw)
-    grads = torch.autograd.grad(loss, xs + ys, torch.full_like(loss, upstream))
+    on_device = [t.detach().to(device).requires_grad_() for t in xs + ys]
+    loss = F.feature_loss(on_device[:2], on_device[2:], **kw,
+                          masks=[m.to(device) for m in masks] if masks else None)
+    grads = [g.cpu() for g in torch.autograd.grad(loss, on_device, torch.full_like(loss, upstream))]
     _, true = float64_loss_and_grads(xs, ys, masks, upstream, **kw)
     for i in range(2):  # the true dy is -dx, and rounding is symmetric
         assert grads[i].dtype == dtype
@@ -140,27 +143,29 @@ def test_fp16_grad_of_2pow27_element_layer():
 ULP_SLACK = 1.0
 
 
-def fp32_errors(x, y, mask, criterion, reduction, eps=1e-12):
-    """Errors against float64 (reference on the same fp32 inputs) of ganloss and of torch eager
-    fp32 (the reference in fp32: BasicSR's formulas), for the loss and for dloss/dx (upstream 1)."""
+def fp32_errors(x, y, mask, criterion, reduction, eps=1e-12, device="cpu"):
+    """Errors against float64 (reference on the same fp32 inputs, on CPU) of ganloss and of torch
+    eager fp32 (the reference in fp32: BasicSR's formulas), both on `device`, for the loss and
+    for dloss/dx (upstream 1)."""
     kw = dict(criterion=criterion, reduction=reduction, eps=eps, weights=[0.75])
-    masks = None if mask is None else [mask]
     out = {}
     x64 = x.double().requires_grad_()
     masks64 = None if mask is None else [mask.double()]
     true = R.feature_loss([x64], [y.double()], masks=masks64, **kw)
     (true_grad,) = torch.autograd.grad(true, x64, torch.ones_like(true))
+    masks = None if mask is None else [mask.to(device)]
     for name, fn in (("ours", F.feature_loss), ("torch", R.feature_loss)):
-        x32 = x.clone().requires_grad_()
-        loss = fn([x32], [y], masks=masks, **kw)
+        x32 = x.to(device, copy=True).requires_grad_()
+        loss = fn([x32], [y.to(device)], masks=masks, **kw)
         (grad,) = torch.autograd.grad(loss, x32, torch.ones_like(loss))
-        out[name] = ((loss.double() - true.detach()).abs(), (grad.double() - true_grad).abs().max())
+        loss, grad = loss.detach().cpu().double(), grad.cpu().double()
+        out[name] = ((loss - true.detach()).abs(), (grad - true_grad).abs().max())
     slack_loss = ULP_SLACK * ulp(true, torch.float32)
     slack_grad = ULP_SLACK * ulp(true_grad.abs().max(), torch.float32)
     return out, slack_loss, slack_grad, true.detach(), true_grad.abs().max()
 
 
-def assert_within_2x_of_torch(x, y, mask, criterion, reduction, eps=1e-12):
+def assert_within_2x_of_torch(x, y, mask, criterion, reduction, eps=1e-12, device="cpu"):
     """The rule: error_ours <= 2 * error_torch + 1 fp32 ulp of the float64 result, where both
     errors are measured against the float64 computation (the reference in float64) on the same
     fp32 inputs, and error_torch is that of torch eager fp32 (the reference run in fp32: BasicSR's
@@ -170,7 +175,8 @@ def assert_within_2x_of_torch(x, y, mask, criterion, reduction, eps=1e-12):
     exact-sum kernel on layers of 1 to ~1000 elements. Accumulation drift is hundreds of ulps.
     The loss is compared per entry (per_sample: per sample), the gradient dloss/dx on its largest
     absolute error over the elements."""
-    out, slack_loss, slack_grad, true, gmax = fp32_errors(x, y, mask, criterion, reduction, eps)
+    out, slack_loss, slack_grad, true, gmax = fp32_errors(x, y, mask, criterion, reduction, eps,
+                                                          device)
     (ours_loss, ours_grad), (torch_loss, torch_grad) = out["ours"], out["torch"]
     loss_bound = 2 * torch_loss + slack_loss
     worst = int((ours_loss - loss_bound).flatten().argmax())
@@ -213,14 +219,17 @@ def test_fp32_256x256_within_2x_of_torch(kind, reduction, criterion, masked):
     assert_within_2x_of_torch(x, y, fp32_mask(shape, masked), criterion, reduction, eps)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", [(1, 1), (7, 1), (3, 5), (2, 3, 17, 19), (2, 8, 256, 256)],
                          ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("criterion,masked", CRITERION_MASK, ids=CM_IDS)
-def test_fp32_sizes_within_2x_of_torch(shape, reduction, criterion, masked):
-    """From 1 element to a 1M-element layer (2 x 8 x 256 x 256), near convergence."""
+def test_fp32_sizes_within_2x_of_torch(device, shape, reduction, criterion, masked):
+    """From 1 element to a 1M-element layer (2 x 8 x 256 x 256), near convergence; on CUDA
+    against torch's own CUDA fp32 error (this checks the kernels' accumulation order)."""
     x, y = fp32_data(shape, "converging")
-    assert_within_2x_of_torch(x, y, fp32_mask(shape, masked), criterion, reduction, eps=1e-3)
+    assert_within_2x_of_torch(x, y, fp32_mask(shape, masked), criterion, reduction, eps=1e-3,
+                              device=device)
 
 
 def test_fp32_masked_l1_issue_repro():

@@ -1,0 +1,11 @@
+"""The one tolerance table: how close ganloss's results must be to the float64 reference computed
+on the same (dtype-rounded) inputs. Used by the tests, the main job's self-check
+(`python -m ganloss_cuda`) and the benchmarks' correctness gate."""
+import torch
+
+# The loss accumulates in fp32 (fp64 for fp64 inputs) whatever the input dtype: relative error.
+LOSS_RTOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-5, torch.bfloat16: 1e-5}
+# Gradients are stored in the input dtype: error relative to the largest reference gradient.
+GRAD_RTOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+# float16 gradients below its smallest normal (6e-5) are subnormals spaced 2**-24 apart.
+GRAD_ATOL = {torch.float64: 0.0, torch.float32: 0.0, torch.float16: 2.0**-24, torch.bfloat16: 0.0}

@@ -1,6 +1,6 @@
-// Every ganloss operator schema, in one place. Kernels are registered per dispatch key in
-// cpu/*.cpp and cuda/api.cpp; fake (meta) kernels and autograd are attached from Python
-// (ganloss_cuda/ops.py).
+// Every ganloss operator schema, in one place. Each loss family registers its kernels per
+// dispatch key in cpu/<family>.cpp and cuda/<family>_api.cpp; fake (meta) kernels and autograd
+// are attached from Python (ganloss_cuda/ops/<family>.py).
 #include <Python.h>
 #include <torch/library.h>
 

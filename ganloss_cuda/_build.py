@@ -57,11 +57,18 @@ def build_with_cuda() -> bool:
 
 
 def sources(csrc, with_cuda):
-    """The files to compile: the CPU ones, plus the CUDA ones when with_cuda."""
+    """The files to compile, found by globbing so that a new loss family needs no edit here: the
+    schema file ganloss.cpp, plan/*.cpp and cpu/*.cpp, plus, when with_cuda, the kernels
+    cuda/*.cu and their torch-facing host files cuda/*.cpp. The JIT build names each object file
+    after its source's base name (x.o, x.cuda.o for x.cu), so base names must be unique."""
     csrc = Path(csrc)
-    files = [csrc / "ganloss.cpp", csrc / "feature_plan.cpp", *sorted((csrc / "cpu").glob("*.cpp"))]
+    files = [csrc / "ganloss.cpp", *sorted(csrc.glob("plan/*.cpp")), *sorted(csrc.glob("cpu/*.cpp"))]
     if with_cuda:
-        files += sorted((csrc / "cuda").glob("*.cu")) + sorted((csrc / "cuda").glob("*.cpp"))
+        files += sorted(csrc.glob("cuda/*.cu")) + sorted(csrc.glob("cuda/*.cpp"))
+    objects = [f.stem + (".cuda.o" if f.suffix == ".cu" else ".o") for f in files]
+    clashes = sorted({o for o in objects if objects.count(o) > 1})
+    if clashes:
+        raise RuntimeError(f"csrc sources with the same base name (one object file each): {clashes}")
     return [str(f) for f in files]
 
 

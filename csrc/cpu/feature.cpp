@@ -19,7 +19,7 @@
 #include <tuple>
 #include <vector>
 
-#include "../feature_plan.h"
+#include "../plan/feature_plan.h"
 
 namespace ganloss {
 namespace {
@@ -232,7 +232,7 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backwa
     bool target_grad) {
   FeaturePlan p = plan_feature_loss(inputs, targets, masks, weights, criterion, reduction, eps,
                                     input_grad, target_grad, /*outputs=*/false);
-  check_backward_args(p, grad, stats);
+  check_feature_loss_backward_args(p, grad, stats);
   const at::Tensor g = grad.contiguous();
   const double* st = stats.data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, inputs[0].scalar_type(), "feature_loss_backward_cpu", [&] {
@@ -256,7 +256,7 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backwa
 
 void feature_loss_scale_grads_cpu(const at::Tensor& grad, const at::Tensor& stats,
                                   c10::string_view reduction, at::TensorList grads) {
-  const FeaturePlan p = plan_grad_scale(grad, stats, reduction, grads);
+  const FeaturePlan p = plan_feature_loss_scale_grads(grad, stats, reduction, grads);
   const at::Tensor g = grad.contiguous();
   const double* st = stats.data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grads[0].scalar_type(), "feature_loss_scale_grads_cpu", [&] {

@@ -1,5 +1,6 @@
 // CUDA kernels of the multi-layer feature loss (math and work split in common/feature.h).
-// Torch-free: cuda/api.cpp fills FeatureLaunch and calls the launchers at the bottom.
+// Torch-free: cuda/feature_api.cpp fills FeatureLaunch and calls the launchers at the bottom;
+// shared device helpers in cuda/cuda_helpers.cuh.
 //
 // One block per chunk of kChunk elements of one row of a layer, 256 threads, 16-byte
 // loads and stores when the chunk is aligned (scalar otherwise, and for the tail).
@@ -13,10 +14,7 @@
 // backward: read x, y, write dx (+ dy). fp32/fp64: dx_j = g_n * f_seg * round(s_l * rho'(d_j) [* m_j]);
 //           16-bit: dx_j = round(g_n * f_seg * s_l * rho'(d_j) [* m_j]), one rounding.
 // scale   : dx_j *= g_n * f_seg: read + write dx, nothing when the factor is exactly 1.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
+#include "cuda_helpers.cuh"
 #include "feature_launch.h"
 
 namespace ganloss {
@@ -26,48 +24,6 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMinBlocks = 2;  // per SM: lets ptxas use up to 128 registers (no spills)
 static_assert(sizeof(FeatureLaunch) <= 4096, "kernel parameters must fit in 4 KB");
-
-template <typename T> __device__ __forceinline__ acc_t<T> to_acc(T v) { return v; }
-template <> __device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-template <> __device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T> __device__ __forceinline__ T from_acc(acc_t<T> v) { return v; }
-template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-// 16 bytes of T: one vector load or store.
-template <typename T>
-struct alignas(16) Vec {
-  static constexpr int kSize = 16 / sizeof(T);
-  T v[kSize];
-};
-
-template <typename T>
-__device__ __forceinline__ bool aligned16(const T* p) {
-  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
-}
-
-template <typename A>
-__device__ __forceinline__ A warp_sum(A v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Fixed-order block sum; the result is valid in thread 0.
-template <typename A>
-__device__ __forceinline__ A block_sum(A v, A* smem) {
-  v = warp_sum(v);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < kWarps ? smem[threadIdx.x] : A(0);
-  if (warp == 0) v = warp_sum(v);
-  __syncthreads();
-  return v;
-}
 
 // g_n * f_seg for the segment that holds row `row` of layer L.
 __device__ __forceinline__ double segment_factor(const FeatureLaunch& p, const FeatureLayer& L,
@@ -187,7 +143,7 @@ __device__ __forceinline__ void backward_chunk(const FeatureLayer& L, const Chun
 
 template <typename T, Criterion C>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
-feature_loss_forward_kernel(const __grid_constant__ FeatureLaunch p) {
+feature_loss_kernel(const __grid_constant__ FeatureLaunch p) {
   using A = acc_t<T>;
   __shared__ double smem[kWarps];
   __shared__ bool is_last;
@@ -198,8 +154,8 @@ feature_loss_forward_kernel(const __grid_constant__ FeatureLaunch p) {
     double sum = 0, mask_sum = 0;
     if (L.mask) forward_chunk<T, C, true>(L, r, A(p.eps), sum, mask_sum);
     else forward_chunk<T, C, false>(L, r, A(p.eps), sum, mask_sum);
-    sum = block_sum(sum, smem);
-    mask_sum = block_sum(mask_sum, smem);
+    sum = block_sum<kThreads>(sum, smem);
+    mask_sum = block_sum<kThreads>(mask_sum, smem);
     if (threadIdx.x == 0) {
       p.chunk_sums[2 * chunk] = double(sum);
       p.chunk_sums[2 * chunk + 1] = double(mask_sum);
@@ -253,27 +209,17 @@ feature_loss_scale_grads_kernel(const __grid_constant__ FeatureLaunch p) {
   for (int64_t j = j0 + threadIdx.x; j < r.end; j += kThreads) g[j] = from_acc<T>(to_acc(g[j]) * factor);
 }
 
-template <typename F>
-void dispatch_dtype(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::F32: f(float{}); break;
-    case DType::F64: f(double{}); break;
-    case DType::F16: f(__half{}); break;
-    case DType::BF16: f(__nv_bfloat16{}); break;
-  }
-}
-
 unsigned int grid_of(const FeatureLaunch& p) {
   return static_cast<unsigned int>(p.num_chunks > 0 ? p.num_chunks : 1);
 }
 
 }  // namespace
 
-cudaError_t launch_feature_loss_forward(const FeatureLaunch& p, DType dtype, cudaStream_t stream) {
+cudaError_t launch_feature_loss(const FeatureLaunch& p, DType dtype, cudaStream_t stream) {
   dispatch_dtype(dtype, [&](auto t) {
     using T = decltype(t);
     dispatch_criterion(p.criterion, [&](auto crit) {
-      feature_loss_forward_kernel<T, decltype(crit)::value><<<grid_of(p), kThreads, 0, stream>>>(p);
+      feature_loss_kernel<T, decltype(crit)::value><<<grid_of(p), kThreads, 0, stream>>>(p);
     });
   });
   return cudaGetLastError();

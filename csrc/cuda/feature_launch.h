@@ -1,4 +1,5 @@
-// Torch-free interface between cuda/api.cpp and the feature-loss kernels in cuda/feature.cu.
+// Torch-free interface between cuda/feature_api.cpp and the feature-loss kernels in
+// cuda/feature.cu: one launcher per op, named after it.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -33,7 +34,7 @@ struct FeatureLaunch {
 };
 
 // Loss, stats and (when layers[l].dx/dy are set) gradients for an upstream gradient of 1.
-cudaError_t launch_feature_loss_forward(const FeatureLaunch& p, DType dtype, cudaStream_t stream);
+cudaError_t launch_feature_loss(const FeatureLaunch& p, DType dtype, cudaStream_t stream);
 // dx = g * factor * criterion'(x - y) [* m], dy = -dx, recomputed from x and y.
 cudaError_t launch_feature_loss_backward(const FeatureLaunch& p, DType dtype, cudaStream_t stream);
 // layers[l].dx *= g * factor in place, skipping chunks whose factor is exactly 1.

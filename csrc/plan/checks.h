@@ -1,7 +1,8 @@
-// Argument checks shared by the CPU and CUDA implementations. Every message names the argument
-// and, for list arguments, the index ("targets[3] has shape (2, 64, 32, 31) but inputs[3] has ...").
-// The messages and exception types are those of ganloss_cuda/reference.py: a wrong dtype raises
-// TypeError (TORCH_CHECK_TYPE), any other bad argument ValueError (TORCH_CHECK_VALUE).
+// Argument checks shared by the plans of every loss family (plan/<family>_plan.cpp). Every
+// message names the argument and, for list arguments, the index ("targets[3] has shape
+// (2, 64, 32, 31) but inputs[3] has ...").
+// The messages and exception types are those of ganloss_cuda/reference/<family>.py: a wrong
+// dtype raises TypeError (TORCH_CHECK_TYPE), any other bad argument ValueError (TORCH_CHECK_VALUE).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -9,7 +10,7 @@
 #include <sstream>
 #include <string>
 
-#include "common/hd.h"
+#include "../common/hd.h"
 
 namespace ganloss {
 

@@ -7,7 +7,7 @@
 
 #include <vector>
 
-#include "common/feature.h"
+#include "../common/feature.h"
 
 namespace ganloss {
 
@@ -35,10 +35,11 @@ FeaturePlan plan_feature_loss(at::TensorList inputs, at::TensorList targets,
                               bool target_grad, bool outputs);
 
 // Checks feature_loss_backward's extra arguments against the plan.
-void check_backward_args(const FeaturePlan& plan, const at::Tensor& grad, const at::Tensor& stats);
+void check_feature_loss_backward_args(const FeaturePlan& plan, const at::Tensor& grad,
+                                      const at::Tensor& stats);
 
 // For feature_loss_scale_grads_: descriptors over the gradient tensors alone (x, y unset).
-FeaturePlan plan_grad_scale(const at::Tensor& grad, const at::Tensor& stats,
-                            c10::string_view reduction, at::TensorList grads);
+FeaturePlan plan_feature_loss_scale_grads(const at::Tensor& grad, const at::Tensor& stats,
+                                          c10::string_view reduction, at::TensorList grads);
 
 }  // namespace ganloss

@@ -1,6 +1,7 @@
-// The only CUDA-side file that sees at::Tensor: checks and plans (feature_plan.cpp), fills the
-// by-value launch parameters, launches the torch-free kernels on the current stream with memory
-// from the caching allocator, and registers the CUDA kernels of every op.
+// The only CUDA-side file of the feature loss that sees at::Tensor: checks and plans
+// (plan/feature_plan.cpp), fills the by-value launch parameters, launches the torch-free kernels
+// (cuda/feature.cu) on the current stream with memory from the caching allocator, and registers
+// the CUDA kernels of the feature-loss ops.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -11,7 +12,7 @@
 #include <tuple>
 #include <vector>
 
-#include "../feature_plan.h"
+#include "../plan/feature_plan.h"
 #include "feature_launch.h"
 
 namespace ganloss {
@@ -74,7 +75,7 @@ feature_loss_cuda(at::TensorList inputs, at::TensorList targets,
   base.loss = plan.loss.data_ptr();
   for_each_launch(plan, base, [&](FeatureLaunch& p, int64_t index) {
     p.counter = counters + index;
-    C10_CUDA_CHECK(launch_feature_loss_forward(p, plan.dtype, stream));
+    C10_CUDA_CHECK(launch_feature_loss(p, plan.dtype, stream));
   });
   return {plan.loss, plan.stats, plan.input_grads, plan.target_grads};
 }
@@ -88,7 +89,7 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backwa
   const c10::cuda::CUDAGuard guard(inputs[0].device());
   FeaturePlan plan = plan_feature_loss(inputs, targets, masks, weights, criterion, reduction, eps,
                                        input_grad, target_grad, /*outputs=*/false);
-  check_backward_args(plan, grad, stats);
+  check_feature_loss_backward_args(plan, grad, stats);
   const at::Tensor g = grad.contiguous();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   FeatureLaunch base = launch_base(plan);
@@ -104,7 +105,7 @@ void feature_loss_scale_grads_cuda(const at::Tensor& grad, const at::Tensor& sta
                                    c10::string_view reduction, at::TensorList grads) {
   TORCH_CHECK_VALUE(!grads.empty(), "grads must hold at least one tensor");
   const c10::cuda::CUDAGuard guard(grads[0].device());
-  const FeaturePlan plan = plan_grad_scale(grad, stats, reduction, grads);
+  const FeaturePlan plan = plan_feature_loss_scale_grads(grad, stats, reduction, grads);
   const at::Tensor g = grad.contiguous();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   FeatureLaunch base = launch_base(plan);

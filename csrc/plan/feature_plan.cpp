@@ -203,13 +203,14 @@ void check_grad_and_stats(const at::Tensor& grad, const at::Tensor& stats, Reduc
 
 }  // namespace
 
-void check_backward_args(const FeaturePlan& plan, const at::Tensor& grad, const at::Tensor& stats) {
+void check_feature_loss_backward_args(const FeaturePlan& plan, const at::Tensor& grad,
+                                      const at::Tensor& stats) {
   const at::Tensor& x0 = plan.keep[0];
   check_grad_and_stats(grad, stats, plan.reduction, plan.batch, plan.total_segments, x0, "inputs[0]");
 }
 
-FeaturePlan plan_grad_scale(const at::Tensor& grad, const at::Tensor& stats,
-                            c10::string_view reduction, at::TensorList grads) {
+FeaturePlan plan_feature_loss_scale_grads(const at::Tensor& grad, const at::Tensor& stats,
+                                          c10::string_view reduction, at::TensorList grads) {
   TORCH_CHECK_VALUE(!grads.empty(), "grads must hold at least one tensor");
   FeaturePlan p;
   p.reduction = parse_reduction(reduction);

@@ -1,5 +1,5 @@
 """Where the CPU time of ganloss's forward + backward goes beyond the kernels: each piece timed
-with torch.utils.benchmark, all pieces interleaved round by round (ganloss_cuda.benchmark's
+with torch.utils.benchmark, all pieces interleaved round by round (the benchmark harness's
 time_interleaved), median and IQR per call in microseconds.
 
     python benchmarks/backward_overhead.py                        # one 2x8 layer: overheads only
@@ -23,8 +23,9 @@ import torch
 
 import ganloss_cuda.benchmark as gb
 from ganloss_cuda import functional, ops
+from ganloss_cuda.benchmark import feature
 
-TINY = gb.Case("feature_loss", "tiny-2x8", ((2, 8),), (1.0,))
+TINY = feature.Case("feature_loss", "tiny-2x8", ((2, 8),), (1.0,))
 
 
 def timed(fn, clock, seconds: list):
@@ -56,8 +57,8 @@ def main():
     parser.add_argument("--profile", action="store_true", help="also print a profile")
     parser.add_argument("--cpu-time", action="store_true", help="time with the process CPU clock")
     args = parser.parse_args()
-    case = next((c for c in gb.CPU_CASES if c.name == args.case), TINY)
-    (xs, ys), = gb.input_sets(case, "cpu")
+    case = next((c for c in feature.CPU_CASES if c.name == args.case), TINY)
+    (xs, ys), = gb.input_sets(feature.SUITE, case, "cpu")
     w, plain, masks = list(case.weights), [x.detach() for x in xs], [None] * len(xs)
     clock = time.process_time if args.cpu_time else time.perf_counter
     inside_backward = []  # seconds of each call of the eager Function's backward

@@ -1,9 +1,12 @@
-"""pytest setup for benchmarks/: collects bench_*.py, adds --bench-quick, --bench-json and the
-bench_cpu marker, measures each device's copy bandwidth once per session (the floors'
-denominator), and prints the table of all benchmark rows at the end of the session."""
+"""pytest setup for benchmarks/: collects bench_*.py (one per loss family, each naming its suite
+as SUITE), parametrizes their tests that take `case` over (device, case) of that suite, adds
+--bench-quick, --bench-json and the bench_cpu marker, measures each device's copy bandwidth once
+per session (the floors' denominator), and prints the table of all benchmark rows at the end of
+the session. Rule: knows no family; a family's bench file brings its suite."""
 import json
 
 import pytest
+import torch
 
 import ganloss_cuda.benchmark as gb
 from ganloss_cuda import _build
@@ -33,10 +36,19 @@ def pytest_collect_file(file_path, parent):
     return None
 
 
-@pytest.fixture
-def bench_rows(pytestconfig):
-    """The session's benchmark rows: tests append, the terminal summary prints them."""
-    return pytestconfig.stash[ROWS]
+def pytest_generate_tests(metafunc):
+    """A bench test taking `case` runs once per (device, case) of its module's SUITE."""
+    if "case" not in metafunc.fixturenames:
+        return
+    suite = metafunc.module.SUITE
+    quick = metafunc.config.getoption("--bench-quick")
+    params = []
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        mark = pytest.mark.cuda if device == "cuda" else pytest.mark.bench_cpu
+        params += [pytest.param(device, case, marks=mark,
+                                id=f"{device}-{case.op}-{case.name}-{case.dtype_name}")
+                   for case in suite.cases_for(device, quick)]
+    metafunc.parametrize("device,case", params)
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +62,20 @@ def bandwidth(pytestconfig):
         return probes[device]
 
     return get
+
+
+@pytest.fixture
+def run_bench(request, bandwidth):
+    """run_bench(device, case): checks and times every provider and mode of a case of the test
+    module's SUITE (ganloss_cuda.benchmark.run_case) and adds its rows to the session's table."""
+    quick = request.config.getoption("--bench-quick")
+
+    def run(device, case):
+        request.config.stash[ROWS].extend(gb.run_case(
+            request.module.SUITE, case, device, bandwidth(device)["gbps"], quick=quick,
+            log=lambda line: None))
+
+    return run
 
 
 def pytest_terminal_summary(terminalreporter, config):

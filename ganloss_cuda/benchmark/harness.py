@@ -1,44 +1,49 @@
-"""Benchmark cases, timing and correctness gates: the one home of both `python -m ganloss_cuda`
-and benchmarks/bench_feature.py. The model behind the numbers is docs/performance.md.
+"""The benchmark harness: timing, spread, noise, peak memory, kernel counts, the copy-bandwidth
+probe, the correctness gate, the self-check runner and the tables, for any loss family's Suite.
+Rule: this module knows no family; it imports torch, ganloss_cuda._ext and _tolerance, never a
+loss, a suite or ganloss_cuda.functional / reference. A family's cases, inputs, loss call, floor
+bytes and self-checks come in through its Suite (benchmark/<family>.py). The model behind the
+numbers is docs/performance.md.
 
-Providers: ``reference`` (eager ``reference.feature_loss``), ``reference_compiled``
-(``torch.compile`` of it, default mode) and ``ganloss`` (``functional.feature_loss``). Modes:
-``fwd`` (under ``torch.no_grad``) and ``fwd_bwd`` (inputs require grad, targets are detached,
-``loss.backward()``, grads reset to None each step). ganloss computes the gradient inside its
+Providers: ``reference`` (the suite's eager reference), ``reference_compiled`` (``torch.compile``
+of it, default mode) and ``ganloss`` (the suite's ``ganloss_cuda.functional`` loss). Modes:
+``fwd`` (under ``torch.no_grad``) and ``fwd_bwd`` (``loss.backward()``; the input tensors that
+require grad have their grads reset to None each step). ganloss computes the gradient inside its
 forward when autograd needs it, so ``fwd_bwd`` is the honest headline.
 
-Timing (torch.utils.benchmark): for one case and mode every provider is first checked against
-the eager reference and warmed up (compiled, for torch.compile), then the providers take turns,
-round by round (reference, reference_compiled, ganloss, reference, ...), each round one
-``Timer.timeit`` of as many calls as fill ``round_s``; a row's median and interquartile range
-(IQR) are those of its rounds' per-call times (``Measurement.merge``). Timer synchronizes CUDA
-around each round. A row is noisy when its IQR is more than NOISY_IQR of its median or when
-other processes used more than BUSY_SHARE of the machine's CPU time while it was timed; no
-speedup is given for a pair with a noisy row.
+Correctness gate: before it is timed, every provider's loss (and, in ``fwd_bwd``, the gradients
+of its inputs) is compared with the suite's reference run in float64 on the same inputs, within
+the one tolerance table (ganloss_cuda/_tolerance.py).
 
-Floors (GPU only): read x and y once (``fwd``) and also write dx once (``fwd_bwd``);
-floor_ms = floor bytes / the copy bandwidth measured in the same run. On CPU the inputs, reused
-call after call, largely stay in the caches, where DRAM copy bandwidth bounds nothing, so CPU
-rows have no floor; their achieved GB/s (model bytes / median) is still given.
+Timing (torch.utils.benchmark): for one case and mode every provider is first checked and warmed
+up (compiled, for torch.compile), then the providers take turns, round by round (reference,
+reference_compiled, ganloss, reference, ...), each round one ``Timer.timeit`` of as many calls as
+fill ``round_s``; a row's median and interquartile range (IQR) are those of its rounds' per-call
+times (``Measurement.merge``). Timer synchronizes CUDA around each round. A row is noisy when its
+IQR is more than NOISY_IQR of its median or when other processes used more than BUSY_SHARE of
+the machine's CPU time while it was timed; no speedup is given for a pair with a noisy row.
+
+Floors (GPU only): the suite's floor bytes (the bytes a case and mode must move) / the copy
+bandwidth measured in the same run. On CPU the inputs, reused call after call, largely stay in
+the caches, where DRAM copy bandwidth bounds nothing, so CPU rows have no floor; their achieved
+GB/s (floor bytes / median) is still given.
 """
 import contextlib
 import itertools
-import math
 import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
+from torch.utils._pytree import tree_leaves, tree_map
 from torch.utils.benchmark import Measurement, Timer
 
-from . import _ext, functional, reference
+from .. import _ext, _tolerance
 
 PROVIDERS = ("reference", "reference_compiled", "ganloss")
 MODES = ("fwd", "fwd_bwd")
-PASSES = {"fwd": 2, "fwd_bwd": 3}  # tensor passes of the floor: read x, read y (, write dx)
-RTOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 DTYPE_NAMES = {torch.float64: "fp64", torch.float32: "fp32", torch.float16: "fp16",
                torch.bfloat16: "bf16"}
 # Timing effort: interleaved rounds after the warm-up round, seconds of each provider's round.
@@ -53,155 +58,146 @@ BUSY_SHARE = 0.1
 CPU_GOAL = {"reference": 2.0, "reference_compiled": 1.0}
 
 
-@dataclass(frozen=True)
-class Case:
-    """One input of ``op``: the layer shapes (dim 0 = batch), per-layer weights and dtype."""
-
-    op: str
-    name: str
-    shapes: Tuple[Tuple[int, ...], ...]
-    weights: Tuple[float, ...]
-    dtype: torch.dtype = torch.float32
-    criterion: str = "l1"
-    quick: bool = False  # part of the --quick subset
+class CaseBase:
+    """What the harness reads of a suite's case, a frozen dataclass deriving from this one with
+    at least the fields ``op`` (the op it exercises), ``name``, ``dtype`` and ``quick`` (part of
+    the --quick subset)."""
 
     @property
     def dtype_name(self) -> str:
         return DTYPE_NAMES[self.dtype]
 
-    @property
-    def numel(self) -> int:
-        return sum(math.prod(s) for s in self.shapes)
-
-    def floor_bytes(self, mode: str) -> int:
-        return PASSES[mode] * self.numel * self.dtype.itemsize
-
     def group(self, mode: str) -> str:
         return f"{self.op}-{self.name}-{self.dtype_name}-{mode}"
 
 
-def vgg19_shapes(batch: int, size: int):
-    """VGG19 relu1_1 .. relu5_1 for a batch of size x size images."""
-    return tuple((batch, c, size >> i, size >> i) for i, c in enumerate((64, 128, 256, 512, 512)))
+@dataclass(frozen=True)
+class SelfCheck:
+    """One self-check of the main job: ``run()`` -> (got, want), each {stage: tensor or list of
+    tensors}, got from ganloss on the device, want from the float64 reference; a stage named
+    "loss" is held to LOSS_RTOL, every other one (gradients) to GRAD_RTOL and GRAD_ATOL.
+    ``label`` ends the PASS/FAIL line; ``fields`` go into the check's JSON entry."""
+
+    dtype: torch.dtype
+    label: str
+    fields: Mapping[str, object]
+    run: Callable[[], Tuple[dict, dict]]
 
 
-def pix2pixhd_shapes(batch: int, height: int, width: int, num_d: int = 3, n_layers: int = 3,
-                     ndf: int = 64):
-    """Intermediate features of pix2pixHD's multi-scale NLayerDiscriminator (logits excluded):
-    convs k=4, pad=2, strides 2 x n_layers then 1; AvgPool(3, 2, 1) between scales."""
-    shapes = []
-    for _ in range(num_d):
-        h, w = height, width
-        for i in range(n_layers + 1):
-            stride = 2 if i < n_layers else 1
-            h, w = h // stride + 1, w // stride + 1
-            shapes.append((batch, ndf * min(2 ** i, 8), h, w))
-        height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
-    return tuple(shapes)
+@dataclass(frozen=True)
+class Suite:
+    """One loss family's benchmarks and self-checks: all the harness and the main job need.
+
+    ``make_inputs(case, device, generator)`` -> one input set, a tuple of call arguments whose
+    tensors that require grad are the ones ``fwd_bwd`` differentiates; ``call(fn, case, inputs)``
+    -> the scalar loss of ``fn`` (``reference``, its torch.compile, or ``ganloss``) on them;
+    ``floor_bytes(case, mode)`` -> the bytes the step must move; ``self_checks(device)`` -> the
+    SelfChecks of the main job, whose stages ``check_stages`` maps to the ops they exercise."""
+
+    name: str
+    op: str  # the op whose kernel the ganloss rows time (a fallback note when it has none)
+    cpu_cases: Tuple[CaseBase, ...]
+    gpu_cases: Tuple[CaseBase, ...]
+    reference: Callable
+    ganloss: Callable
+    make_inputs: Callable[[CaseBase, str, torch.Generator], tuple]
+    call: Callable[[Callable, CaseBase, tuple], torch.Tensor]
+    floor_bytes: Callable[[CaseBase, str], int]
+    self_checks: Callable[[str], Iterable[SelfCheck]]
+    check_stages: Mapping[str, Tuple[str, ...]]
+
+    def cases_for(self, device: str, quick: bool = False) -> list:
+        """The GPU set on 'cuda', the small CPU set on 'cpu'; only the quick ones if quick."""
+        cases = self.gpu_cases if device == "cuda" else self.cpu_cases
+        return [c for c in cases if c.quick or not quick]
 
 
-VGG_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)  # pix2pixHD / SPADE VGGLoss
-# pix2pixHD feature matching: (1 / num_D) * (4 / (n_layers_D + 1)) * lambda_feat, num_D = 3
-FM_WEIGHT = (1 / 3) * (4 / (3 + 1)) * 10.0
-
-CPU_CASES = (
-    Case("feature_loss", "pixel-b16-3x128x128", ((16, 3, 128, 128),), (1.0,), quick=True),
-    Case("feature_loss", "vgg19-b2-128x128", vgg19_shapes(2, 128), VGG_WEIGHTS),
-    Case("feature_loss", "fm3x4-b1-128x256", pix2pixhd_shapes(1, 128, 256), (FM_WEIGHT,) * 12,
-         quick=True),
-)
-GPU_CASES = (
-    Case("feature_loss", "vgg19-b16-256x256", vgg19_shapes(16, 256), VGG_WEIGHTS),
-    Case("feature_loss", "vgg19-b16-256x256", vgg19_shapes(16, 256), VGG_WEIGHTS, torch.bfloat16),
-    Case("feature_loss", "fm3x4-b1-512x1024", pix2pixhd_shapes(1, 512, 1024), (FM_WEIGHT,) * 12,
-         quick=True),
-    Case("feature_loss", "fm3x4-b4-512x1024", pix2pixhd_shapes(4, 512, 1024), (FM_WEIGHT,) * 12),
-)
-
-
-def cases_for(device: str, quick: bool = False) -> List[Case]:
-    """The GPU set on 'cuda', the small CPU set on 'cpu'; only the quick ones if quick."""
-    cases = GPU_CASES if device == "cuda" else CPU_CASES
-    return [c for c in cases if c.quick or not quick]
-
-
-def input_sets(case: Case, device: str, seed: int = 0) -> list:
-    """[(xs, ys)]: inputs require grad, targets do not. Three sets on a GPU when one fwd_bwd
-    working set is under 3x the L2 cache (timing rotates over them), else one."""
+def input_sets(suite: Suite, case: CaseBase, device: str, seed: int = 0) -> list:
+    """Input sets of a case: three on a GPU when one fwd_bwd working set (its floor bytes) is
+    under 3x the L2 cache (timing rotates over them, so the data comes from memory), else one."""
     n = 1
     if device == "cuda":
         l2 = torch.cuda.get_device_properties(0).L2_cache_size
-        n = 3 if case.floor_bytes("fwd_bwd") < 3 * l2 else 1
+        n = 3 if suite.floor_bytes(case, "fwd_bwd") < 3 * l2 else 1
     gen = torch.Generator(device=device).manual_seed(seed)
-
-    def randn(shape):
-        return torch.randn(shape, generator=gen, device=device, dtype=case.dtype)
-
-    return [([randn(s).requires_grad_() for s in case.shapes], [randn(s) for s in case.shapes])
-            for _ in range(n)]
+    return [suite.make_inputs(case, device, gen) for _ in range(n)]
 
 
-def provider_fn(provider: str) -> Callable:
-    """The loss function of a provider. ``reference_compiled`` is a fresh torch.compile after a
-    dynamo reset, so each case compiles for its own shapes (no recompile limit, no dynamic
-    shapes carried over from another case)."""
-    if provider == "reference":
-        return reference.feature_loss
-    if provider == "ganloss":
-        return functional.feature_loss
-    if provider == "reference_compiled":
-        torch._dynamo.reset()
-        return torch.compile(reference.feature_loss, dynamic=False)
-    raise ValueError(f"unknown provider '{provider}'")
+def grad_leaves(inputs) -> list:
+    """The tensors of an input set that require grad: what fwd_bwd differentiates."""
+    return [t for t in tree_leaves(inputs) if isinstance(t, torch.Tensor) and t.requires_grad]
 
 
-def make_step(fn: Callable, case: Case, mode: str) -> Callable:
-    """step(xs, ys) -> loss: one forward (``fwd``, no grad) or forward + backward (``fwd_bwd``)."""
-    weights = list(case.weights)
+def make_step(suite: Suite, fn: Callable, case: CaseBase, mode: str) -> Callable:
+    """step(*inputs) -> loss: one forward (``fwd``, no grad) or forward + backward (``fwd_bwd``,
+    the grads of the inputs reset to None first)."""
 
-    def fwd(xs, ys):
+    def fwd(*inputs):
         with torch.no_grad():
-            return fn(xs, ys, weights, case.criterion)
+            return suite.call(fn, case, inputs)
 
-    def fwd_bwd(xs, ys):
-        for x in xs:
-            x.grad = None
-        loss = fn(xs, ys, weights, case.criterion)
+    def fwd_bwd(*inputs):
+        for t in grad_leaves(inputs):
+            t.grad = None
+        loss = suite.call(fn, case, inputs)
         loss.backward()
         return loss
 
     return {"fwd": fwd, "fwd_bwd": fwd_bwd}[mode]
 
 
+def provider_fn(suite: Suite, provider: str) -> Callable:
+    """The loss function of a provider. ``reference_compiled`` is a fresh torch.compile after a
+    dynamo reset, so each case compiles for its own shapes (no recompile limit, no dynamic
+    shapes carried over from another case)."""
+    if provider == "reference":
+        return suite.reference
+    if provider == "ganloss":
+        return suite.ganloss
+    if provider == "reference_compiled":
+        torch._dynamo.reset()
+        return torch.compile(suite.reference, dynamic=False)
+    raise ValueError(f"unknown provider '{provider}'")
+
+
 class CorrectnessError(AssertionError):
-    """A provider's loss or gradients differ from the eager reference."""
+    """A provider's loss or gradients differ from the float64 reference."""
 
 
-def check(step: Callable, case: Case, mode: str, xs, ys, label: str):
-    """Raise CorrectnessError unless step's loss (and, for fwd_bwd, the input gradients) match
-    the eager reference on (xs, ys) within RTOL of the dtype (gradients: atol = rtol * max)."""
-    ref_step = make_step(reference.feature_loss, case, mode)
-    want = ref_step(xs, ys).detach()
-    want_grads = [x.grad for x in xs] if mode == "fwd_bwd" else []
-    got = step(xs, ys).detach()
-    got_grads = [x.grad for x in xs] if mode == "fwd_bwd" else []
-    rtol = RTOL[case.dtype]
-    pairs = [("loss", got, want, 0.0)] + [
-        (f"grad of inputs[{i}]", g, w, rtol * w.abs().max().item())
-        for i, (g, w) in enumerate(zip(got_grads, want_grads))]
-    for what, g, w, atol in pairs:
+def float64_reference(suite: Suite, case: CaseBase, inputs) -> Tuple[torch.Tensor, list]:
+    """(loss, gradients of the inputs that require grad) of the suite's reference run in float64
+    on the same values as inputs: what the correctness gate compares with."""
+    wide = tree_map(lambda t: t.detach().double().requires_grad_(t.requires_grad)
+                    if isinstance(t, torch.Tensor) else t, inputs)
+    loss = suite.call(suite.reference, case, wide)
+    loss.backward()
+    return loss.detach(), [t.grad for t in grad_leaves(wide)]
+
+
+def check_against_float64(step: Callable, case: CaseBase, mode: str, inputs,
+                          want: Tuple[torch.Tensor, list], label: str):
+    """Raise CorrectnessError unless step's loss (and, for fwd_bwd, the gradients of the inputs)
+    match want = float64_reference(...) within the tolerance table of the case's dtype."""
+    got = step(*inputs).detach()
+    pairs = [("loss", "loss", got, want[0])]
+    if mode == "fwd_bwd":
+        pairs += [(f"grad of input {i}", "grad", t.grad, w)
+                  for i, (t, w) in enumerate(zip(grad_leaves(inputs), want[1]))]
+    for what, kind, g, w in pairs:
         try:
-            torch.testing.assert_close(g, w, rtol=rtol, atol=atol)
+            _tolerance.assert_close(g, w, case.dtype, kind)
         except AssertionError as e:
-            raise CorrectnessError(f"{label}: {what} differs from the reference: {e}") from None
+            raise CorrectnessError(f"{label}: {what} differs from the float64 reference: "
+                                   f"{e}") from None
 
 
-def prepare(fn: Callable, case: Case, mode: str, xs, ys, label: str) -> Tuple[Callable, float]:
-    """(step, seconds of the first call): fn's step, checked against the reference on (xs, ys)
-    (the first call, which includes torch.compile's compiling)."""
-    step = make_step(fn, case, mode)
+def prepare(suite: Suite, fn: Callable, case: CaseBase, mode: str, inputs, want,
+            label: str) -> Tuple[Callable, float]:
+    """(step, seconds of the first call): fn's step, checked against want on inputs (the first
+    call, which includes torch.compile's compiling)."""
+    step = make_step(suite, fn, case, mode)
     start = time.perf_counter()
-    check(step, case, mode, xs, ys, label)
+    check_against_float64(step, case, mode, inputs, want, label)
     return step, time.perf_counter() - start
 
 
@@ -287,23 +283,24 @@ def _cpu_peak_bytes(run: Callable) -> int:
     return peak
 
 
-def peak_memory(step: Callable, xs, ys, device: str) -> int:
+def peak_memory(step: Callable, inputs, device: str) -> int:
     """Peak bytes allocated during one step above those allocated before it, with no .grad
-    held at its start: everything the step adds to the inputs and targets, the gradient it
-    leaves in .grad included. CUDA: torch.cuda.max_memory_allocated; CPU: _cpu_peak_bytes."""
-    for x in xs:
-        x.grad = None
+    held at its start: everything the step adds to the inputs, the gradients it leaves in .grad
+    included. CUDA: torch.cuda.max_memory_allocated; CPU: _cpu_peak_bytes."""
+    for t in grad_leaves(inputs):
+        t.grad = None
     if device != "cuda":
-        return _cpu_peak_bytes(lambda: step(xs, ys))
+        return _cpu_peak_bytes(lambda: step(*inputs))
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
-    step(xs, ys)
+    step(*inputs)
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() - before
 
 
-def kernel_counts(fn: Callable, case: Case, mode: str, xs, ys) -> Tuple[int, Optional[int]]:
+def kernel_counts(suite: Suite, fn: Callable, case: CaseBase, mode: str,
+                  inputs) -> Tuple[int, Optional[int]]:
     """(forward, backward) CUDA kernels of one call of fn, counted with torch.profiler (memcpy
     and memset excluded); backward is None in fwd mode."""
     from torch.profiler import ProfilerActivity, profile
@@ -318,13 +315,13 @@ def kernel_counts(fn: Callable, case: Case, mode: str, xs, ys) -> Tuple[int, Opt
                         and not e.name.startswith(("Memcpy", "Memset")))
 
     def forward():
-        return fn(xs, ys, list(case.weights), case.criterion)
+        return suite.call(fn, case, inputs)
 
     if mode == "fwd":
         with torch.no_grad():
             return count(forward)[1], None
-    for x in xs:
-        x.grad = None
+    for t in grad_leaves(inputs):
+        t.grad = None
     loss, fwd = count(forward)
     return fwd, count(loss.backward)[1]
 
@@ -347,19 +344,20 @@ def _error(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
 
 
-def run_case(case: Case, device: str, probe_gbps: float, quick: bool = False,
+def run_case(suite: Suite, case: CaseBase, device: str, probe_gbps: float, quick: bool = False,
              providers=PROVIDERS, modes=MODES, log: Callable = print) -> List[dict]:
     """Rows (the ``benchmarks`` fields of docs/gpu-results.md) for every provider and mode of
-    one case; per mode, the providers are checked, then timed interleaved (time_interleaved),
-    then their peak memory and (CUDA) kernel counts are taken. A wrong loss or gradient of
-    reference or ganloss raises CorrectnessError; any failure of reference_compiled (say, no C
-    compiler for inductor) is recorded in its row instead."""
-    sets = input_sets(case, device)
-    fallback = provider_note(device)
-    fns = {provider: provider_fn(provider) for provider in providers}
+    one case; per mode, the providers are checked against the float64 reference, then timed
+    interleaved (time_interleaved), then their peak memory and (CUDA) kernel counts are taken.
+    A wrong loss or gradient of reference or ganloss raises CorrectnessError; any failure of
+    reference_compiled (say, no C compiler for inductor) is recorded in its row instead."""
+    sets = input_sets(suite, case, device)
+    want = float64_reference(suite, case, sets[0])
+    fallback = provider_note(suite, device)
+    fns = {provider: provider_fn(suite, provider) for provider in providers}
     rows = []
     for mode in modes:
-        floor = case.floor_bytes(mode)
+        floor = suite.floor_bytes(case, mode)
         mode_rows, steps = {}, {}
         for provider in providers:
             mode_rows[provider] = {
@@ -372,7 +370,8 @@ def run_case(case: Case, device: str, probe_gbps: float, quick: bool = False,
                 "note": fallback if provider == "ganloss" else None, "error": None}
             try:
                 steps[provider], mode_rows[provider]["first_call_s"] = prepare(
-                    fns[provider], case, mode, *sets[0], f"{provider} {case.group(mode)}")
+                    suite, fns[provider], case, mode, sets[0], want,
+                    f"{provider} {case.group(mode)}")
             except Exception as e:
                 if provider != "reference_compiled":
                     raise
@@ -385,10 +384,10 @@ def run_case(case: Case, device: str, probe_gbps: float, quick: bool = False,
             row.update(median_ms=m.median * 1e3, iqr_ms=m.iqr * 1e3, others_cpu=others,
                        noisy=not m.meets_confidence(NOISY_IQR) or (others or 0) > BUSY_SHARE,
                        achieved_gbps=floor / m.median / 1e9,
-                       peak_mem_bytes=peak_memory(steps[provider], *sets[0], device))
+                       peak_mem_bytes=peak_memory(steps[provider], sets[0], device))
             if device == "cuda":
                 row["kernels_fwd"], row["kernels_bwd"] = kernel_counts(
-                    fns[provider], case, mode, *sets[0])
+                    suite, fns[provider], case, mode, sets[0])
         log(f"  {device} {case.group(mode)}: " + ", ".join(
             f"{p} " + (r["error"] or f"{r['median_ms']:.3f} ms (IQR {r['iqr_ms']:.3f})")
             for p, r in mode_rows.items())
@@ -397,9 +396,10 @@ def run_case(case: Case, device: str, probe_gbps: float, quick: bool = False,
     return rows
 
 
-def provider_note(device: str) -> Optional[str]:
-    """Why ganloss rows on this device measure the reference instead of the kernels, or None."""
-    if _ext.has_kernel("feature_loss", device):
+def provider_note(suite: Suite, device: str) -> Optional[str]:
+    """Why ganloss rows of suite on this device measure the reference instead of the kernels,
+    or None."""
+    if _ext.has_kernel(suite.op, device):
         return None
     return f"no ganloss {device} kernel ({_ext.load_error or 'not built'}): reference fallback"
 
@@ -428,15 +428,51 @@ def speedups(rows: List[dict]) -> List[dict]:
     return out
 
 
-def run_set(device: str, quick: bool = False, log: Callable = print) -> dict:
-    """Bandwidth probe, then every case of the device's set: {"bandwidth_probe", "benchmarks",
-    "speedups"}."""
+def run_set(suites: Sequence[Suite], device: str, quick: bool = False,
+            log: Callable = print) -> dict:
+    """Bandwidth probe, then every case of each suite's set for device: {"bandwidth_probe",
+    "benchmarks", "speedups"}."""
     probe = bandwidth_probe(device)
     log(f"  {device} copy bandwidth: {probe['gbps']:.1f} GB/s")
     rows = []
-    for case in cases_for(device, quick):
-        rows += run_case(case, device, probe["gbps"], quick, log=log)
+    for suite in suites:
+        for case in suite.cases_for(device, quick):
+            rows += run_case(suite, case, device, probe["gbps"], quick, log=log)
     return {"bandwidth_probe": probe, "benchmarks": rows, "speedups": speedups(rows)}
+
+
+def run_self_checks(suite: Suite, device: str, log: Callable = print) -> List[dict]:
+    """Every SelfCheck of suite on device, one PASS/FAIL line each. A result is {"family",
+    "device", "dtype", **fields, "failed": [stages], "error": the first error}; a crash fails
+    every stage of check_stages."""
+    all_stages = list(dict.fromkeys(s for stages in suite.check_stages.values() for s in stages))
+    results = []
+    for c in suite.self_checks(device):
+        result = {"family": suite.name, "device": device,
+                  "dtype": str(c.dtype).replace("torch.", ""), **c.fields, "failed": [],
+                  "error": None}
+        try:
+            got, want = c.run()
+        except Exception as e:
+            result.update(failed=all_stages,
+                          error=f"{type(e).__name__}: {' '.join(str(e).split())}")
+        else:
+            for stage, g in got.items():
+                w = want[stage]
+                for gi, wi in zip(g if isinstance(g, list) else [g],
+                                  w if isinstance(w, list) else [w]):
+                    try:
+                        _tolerance.assert_close(gi, wi, c.dtype,
+                                                "loss" if stage == "loss" else "grad")
+                    except AssertionError as e:
+                        result["failed"].append(stage)
+                        result["error"] = (result["error"]
+                                           or f"{stage}: {' '.join(str(e).split())}")
+                        break
+        log(f"{'FAIL' if result['failed'] else 'PASS'}  {device:4s} {result['dtype']:8s} "
+            f"{c.label}" + (f"  {result['error']}" if result["error"] else ""))
+        results.append(result)
+    return results
 
 
 def _table(header: List[str], lines: List[list]) -> str:

@@ -3,7 +3,7 @@ synccheck): every criterion x reduction x dtype, with and without masks, forward
 (an upstream gradient != 1, then a retained second backward that recomputes the gradients).
 Odd sizes, a misaligned view and an empty layer reach the tail and scalar paths.
 
-    compute-sanitizer --tool memcheck python benchmarks/sanitize_case.py
+    compute-sanitizer --tool memcheck python tools/sanitize_case.py
 """
 import sys
 

@@ -1,15 +1,16 @@
 """One GPU run -> one results file (docs/gpu-results.md), in about 8 minutes.
 
-    GIT_COMMIT=$(git rev-parse HEAD) python benchmarks/gpu_run.py [--out DIR] [--aot]
-    python benchmarks/gpu_run.py --dry-run --out /tmp/r   # CPU rehearsal of the same path
+    GIT_COMMIT=$(git rev-parse HEAD) python tools/gpu_run.py [--out DIR] [--aot]
+    python tools/gpu_run.py --dry-run --out /tmp/r   # CPU rehearsal of the same path
 
 Stages, each timed, each failure recorded and the run carried on, the file rewritten after each:
 1. JIT build of csrc/ (GANLOSS_CUDA_JIT=1, TORCH_CUDA_ARCH_LIST=9.0 unless set) in a child
    process, timed; later stages load it from the cache.
-2. `python -m ganloss_cuda` checks on CUDA (-> `kernels`).
+2. `python -m ganloss_cuda`'s self-checks of every family on CUDA (-> `kernels`).
 3. In parallel: `pytest tests -m cuda` (junit -> `tests`) and compute-sanitizer (memcheck,
-   racecheck, initcheck, synccheck) on benchmarks/sanitize_case.py when it is on PATH.
-4. The GPU benchmark set and copy-bandwidth probe (ganloss_cuda.benchmark), nothing else running.
+   racecheck, initcheck, synccheck) on tools/sanitize_case.py when it is on PATH.
+4. Every family's GPU benchmark set (ganloss_cuda.benchmark.SUITES) and the copy-bandwidth
+   probe, nothing else running.
 5. The whole test suite (junit -> `tests_all`), then with --aot a setup.py build (pip wheel of a
    temporary copy of the tree), while time is left.
 The file is $OUT/<gpu-slug>-<YYYYMMDD>-<csrc sha256[:12]>.json (or --out DIR); a short summary
@@ -285,7 +286,7 @@ def main():
         env = dict(child_env(), PYTORCH_NO_CUDA_MEMORY_CACHING="1")  # the pool hides overruns
         for tool in SANITIZER_TOOLS if sanitizer else ():
             procs[tool] = spawn([sanitizer, "--tool", tool, "--error-exitcode", "99",
-                                 sys.executable, "benchmarks/sanitize_case.py"],
+                                 sys.executable, "tools/sanitize_case.py"],
                                 work / f"{tool}.log", env)
         timeout = min(240, remaining(budget) - 200)
         deadline = time.time() + timeout
@@ -304,15 +305,17 @@ def main():
         report["bandwidth_probe"] = benchmark.bandwidth_probe(device)
         report["benchmarks"], report["skipped_cases"] = [], []
         gbps = report["bandwidth_probe"]["gbps"]
-        for case in benchmark.cases_for(device, quick=dry):
-            if remaining(budget) < 90:
-                report["skipped_cases"].append(f"{case.group('fwd_bwd')}: out of time")
-                continue
-            try:
-                report["benchmarks"] += benchmark.run_case(case, device, gbps, quick=dry, log=log)
-            except Exception:
-                name = f"benchmark {case.name} {case.dtype_name}"
-                report["errors"][name] = traceback.format_exc()[-3000:]
+        for suite in benchmark.SUITES:
+            for case in suite.cases_for(device, quick=dry):
+                if remaining(budget) < 90:
+                    report["skipped_cases"].append(f"{case.group('fwd_bwd')}: out of time")
+                    continue
+                try:
+                    report["benchmarks"] += benchmark.run_case(suite, case, device, gbps,
+                                                               quick=dry, log=log)
+                except Exception:
+                    name = f"benchmark {case.op} {case.name} {case.dtype_name}"
+                    report["errors"][name] = traceback.format_exc()[-3000:]
         report["speedups"] = benchmark.speedups(report["benchmarks"])
 
     stage("benchmarks", benchmarks)

@@ -1,5 +1,6 @@
 """The feature family's suite (feature_loss): its benchmark cases (CPU and GPU sets), inputs, loss
-call and floor bytes, and the main job's self-checks of it against the float64 reference.
+call and floor bytes, the main job's self-checks of it against the float64 reference, and its
+calls for compute-sanitizer.
 Rule: imports the harness and the public feature_loss of ganloss_cuda.functional and
 ganloss_cuda.reference only; nothing of another family. Listed in benchmark/__init__.SUITES.
 
@@ -155,7 +156,48 @@ def self_checks(device: str):
                         {"criterion": criterion, "reduction": reduction, "masked": masked}, run)
 
 
+SANITIZER_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def _sanitizer_layers(device, dtype):
+    """(inputs, targets, masks): a 4-D layer with odd sizes, a 2-D layer at a misaligned storage
+    offset, an empty layer; one-channel, full and no mask."""
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(shape, generator=gen, device=device, dtype=dtype)
+
+    xs = [randn(2, 3, 17, 19), randn(2001)[1:].view(2, 1000), randn(2, 0, 3)]
+    ys = [randn(2, 3, 17, 19), randn(2, 1000), randn(2, 0, 3)]
+    masks = [torch.rand(2, 1, 17, 19, generator=gen, device=device, dtype=dtype),
+             torch.rand(2, 1000, generator=gen, device=device, dtype=dtype), None]
+    return xs, ys, masks
+
+
+def sanitizer_calls(device: str) -> int:
+    """Small feature_loss calls for compute-sanitizer (tools/sanitize_case.py): every criterion x
+    reduction x dtype, with and without masks, forward and backward (an upstream gradient != 1,
+    then a retained second backward that recomputes the gradients). Odd sizes, a misaligned view
+    and an empty layer reach the tail and scalar paths. Returns the number of forward calls."""
+    calls = 0
+    for dtype in SANITIZER_DTYPES:
+        for criterion in CRITERIA:
+            for reduction in REDUCTIONS:
+                for masked in (False, True) if criterion != "fro" else (False,):
+                    xs, ys, masks = _sanitizer_layers(device, dtype)
+                    xs = [x.detach().requires_grad_() for x in xs]
+                    ys[0].requires_grad_()  # one target gradient too
+                    loss = functional.feature_loss(xs, ys, [0.5, 1.0, 2.0], criterion,
+                                                   reduction, masks if masked else None)
+                    upstream = torch.full_like(loss, 0.75)
+                    loss.backward(upstream, retain_graph=True)
+                    loss.backward(upstream)
+                    calls += 1
+    return calls
+
+
 SUITE = Suite(name="feature", op="feature_loss", cpu_cases=CPU_CASES, gpu_cases=GPU_CASES,
               reference=reference.feature_loss, ganloss=functional.feature_loss,
               make_inputs=make_inputs, call=call, floor_bytes=floor_bytes,
-              self_checks=self_checks, check_stages=CHECK_STAGES)
+              self_checks=self_checks, check_stages=CHECK_STAGES,
+              sanitizer_calls=sanitizer_calls)

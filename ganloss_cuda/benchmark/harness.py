@@ -92,7 +92,10 @@ class Suite:
     tensors that require grad are the ones ``fwd_bwd`` differentiates; ``call(fn, case, inputs)``
     -> the scalar loss of ``fn`` (``reference``, its torch.compile, or ``ganloss``) on them;
     ``floor_bytes(case, mode)`` -> the bytes the step must move; ``self_checks(device)`` -> the
-    SelfChecks of the main job, whose stages ``check_stages`` maps to the ops they exercise."""
+    SelfChecks of the main job, whose stages ``check_stages`` maps to the ops they exercise;
+    ``sanitizer_calls(device)`` runs small calls that reach every kernel path (forward and
+    backward, odd sizes, misaligned and empty tensors) for compute-sanitizer and returns how
+    many."""
 
     name: str
     op: str  # the op whose kernel the ganloss rows time (a fallback note when it has none)
@@ -105,6 +108,7 @@ class Suite:
     floor_bytes: Callable[[CaseBase, str], int]
     self_checks: Callable[[str], Iterable[SelfCheck]]
     check_stages: Mapping[str, Tuple[str, ...]]
+    sanitizer_calls: Callable[[str], int]
 
     def cases_for(self, device: str, quick: bool = False) -> list:
         """The GPU set on 'cuda', the small CPU set on 'cpu'; only the quick ones if quick."""

@@ -1,8 +1,10 @@
-"""Shared test settings: devices, dtypes with ids, tolerances, verbose comparisons."""
+"""Shared test settings: devices, dtypes with ids, tolerances, verbose comparisons, and the checks
+every op family runs on its sample inputs (opcheck, torch.compile fullgraph, gradcheck)."""
 import pytest
 import torch
+from torch.utils._pytree import tree_leaves
 
-import ganloss_cuda
+from _subprocess import package_module
 
 HAS_CUDA = torch.cuda.is_available()
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
@@ -10,12 +12,15 @@ DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda])]
 DTYPES = [pytest.param(torch.float64, id="f64"), pytest.param(torch.float32, id="f32"),
           pytest.param(torch.float16, id="f16"), pytest.param(torch.bfloat16, id="bf16")]
 
-# Relative tolerance of gradients (stored in the input dtype) against the float64 oracle,
-# scaled by the largest oracle gradient. The loss accumulates in fp32/fp64 whatever the input.
-GRAD_RTOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
-# float16 gradients below its smallest normal (6e-5) are subnormals spaced 2**-24 apart.
-GRAD_ATOL = {torch.float64: 0.0, torch.float32: 0.0, torch.float16: 2.0**-24, torch.bfloat16: 0.0}
-LOSS_RTOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-5, torch.bfloat16: 1e-5}
+# The one tolerance table (ganloss_cuda/_tolerance.py), read without importing the package.
+_tolerance = package_module("_tolerance")
+LOSS_RTOL, GRAD_RTOL, GRAD_ATOL = _tolerance.LOSS_RTOL, _tolerance.GRAD_RTOL, _tolerance.GRAD_ATOL
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "extension_not_loaded: the test builds or loads ganloss_cuda only in "
+        "subprocesses (or not at all); the pytest process neither imports nor checks it")
 
 
 @pytest.fixture(autouse=True)
@@ -23,11 +28,54 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _extension_loaded():
-    """Tests of the compiled ops must not pass silently on the reference fallback."""
+@pytest.fixture(autouse=True)
+def _extension_loaded(request):
+    """Tests of the compiled ops must not pass silently on the reference fallback. The package is
+    imported here, not at collection, so that the tests marked extension_not_loaded (which must
+    be able to report a stale or broken build) never build it in the pytest process."""
+    if request.node.get_closest_marker("extension_not_loaded"):
+        return
+    import ganloss_cuda
+
     if not ganloss_cuda.available():
         pytest.fail(f"ganloss_cuda extension not loaded: {ganloss_cuda.load_error}")
+
+
+def describe(args):
+    """The tensors in args as dtype[shape]@device (+grad where they require it), in order."""
+    return ", ".join(f"{str(t.dtype)[6:]}{list(t.shape)}@{t.device}{'+grad' * t.requires_grad}"
+                     for t in tree_leaves(args) if isinstance(t, torch.Tensor))
+
+
+def check_opcheck(op, args):
+    """torch.library.opcheck of op on args (schema, fake kernel, autograd registration, dynamic
+    shapes); a failure names the op and the tensors it was given."""
+    try:
+        torch.library.opcheck(op, args)
+    except Exception as e:
+        raise AssertionError(f"opcheck of {op} failed on {describe(args)}") from e
+
+
+def check_compile_fullgraph(fn, args, rtol):
+    """torch.compile(fn, fullgraph=True) (a graph break is an error) gives eager fn's output, a
+    scalar, and its gradients with respect to the tensors in args that require grad, within
+    rtol. Returns the compiled output."""
+    torch._dynamo.reset()
+    wants = [t for t in tree_leaves(args) if isinstance(t, torch.Tensor) and t.requires_grad]
+    out = torch.compile(fn, fullgraph=True)(*args)
+    grads = torch.autograd.grad(out, wants)
+    eager = fn(*args)
+    assert_close(out, eager, rtol, "compiled output")
+    for i, (g, e) in enumerate(zip(grads, torch.autograd.grad(eager, wants))):
+        assert_close(g, e, rtol, f"compiled grad[{i}]")
+    return out
+
+
+def check_gradcheck(fn, inputs):
+    """torch.autograd.gradcheck of fn at inputs, float64 tensors that all require grad (finite
+    differences against the analytic backward)."""
+    assert all(t.dtype == torch.float64 and t.requires_grad for t in inputs), describe(inputs)
+    assert torch.autograd.gradcheck(fn, inputs)
 
 
 def assert_close(actual, expected, rtol, what="", atol=0.0):

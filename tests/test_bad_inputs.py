@@ -12,18 +12,15 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
 import ganloss_cuda
-from ganloss_cuda import functional, modules, reference
-
-ROOT = Path(__file__).resolve().parent.parent
+from _subprocess import run_python
+from ganloss_cuda import _ext, functional, modules, reference
 
 
 def _t(*shape, dtype=torch.float32, device="cpu"):
@@ -235,12 +232,12 @@ def _on_path(path, call):
 @contextlib.contextmanager
 def _reference_forced():
     """functional (and so every module) runs the reference, as without an extension."""
-    use = functional._use_extension
-    functional._use_extension = lambda op, device: False
+    use = _ext.use_extension
+    _ext.use_extension = lambda op, device: False
     try:
         yield
     finally:
-        functional._use_extension = use
+        _ext.use_extension = use
 
 
 def _outcome(run, path):
@@ -272,11 +269,8 @@ def run_isolated(count: int):
     {"crash": ...}."""
     ids = [case_id for case_id, _, _ in all_cases()][:count]
     results, start = {}, 0
-    env = dict(os.environ,
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     while start < len(ids):
-        proc = subprocess.run([sys.executable, __file__, str(start), str(count)],
-                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+        proc, _ = run_python([__file__, str(start), str(count)], os.environ, timeout=300)
         lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         assert lines and lines[0].get("extension", "") is None, (
             f"extension not loaded in the subprocess: {lines[:1]} {proc.stderr[-2000:]}")

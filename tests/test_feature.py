@@ -1,11 +1,19 @@
 """Fused multi-layer feature loss: parity with the float64 reference, gradients, layouts,
-edge cases, determinism and argument errors."""
+edge cases, determinism and argument errors; its registered ops under opcheck,
+torch.compile(fullgraph=True), CUDA graphs, and the launch count on CUDA."""
+import os
+import re
+
 import pytest
 import torch
 
-from conftest import DEVICES, DTYPES, GRAD_ATOL, GRAD_RTOL, LOSS_RTOL, assert_close
+from _subprocess import code, run_python
+from conftest import (DEVICES, DTYPES, GRAD_ATOL, GRAD_RTOL, LOSS_RTOL, assert_close,
+                      check_compile_fullgraph, check_gradcheck, check_opcheck)
 from ganloss_cuda import functional as F
 from ganloss_cuda import reference as R
+
+ops = torch.ops.ganloss
 
 CRITERIA = ["l1", "mse", "charbonnier", "fro"]
 REDUCTIONS = ["mean", "sum", "per_sample"]
@@ -92,7 +100,7 @@ def test_gradcheck(device, criterion, reduction):
     def fn(*t):
         return F.feature_loss(list(t[:2]), list(t[2:]), [0.7, 1.3], criterion, reduction, masks)
 
-    assert torch.autograd.gradcheck(fn, xs + ys)
+    check_gradcheck(fn, xs + ys)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -134,29 +142,25 @@ def test_empty_layers(device):
         assert [g.shape for g in grads] == [x.shape for x in xs]
 
 
-EMPTY_MASKED_SCRIPT = """
-import torch
-import ganloss_cuda as gl
-from ganloss_cuda import functional as F
-assert gl.available(), gl.load_error
-x = torch.zeros(2, 0, 4, 5, requires_grad=True)
-for reduction in ("mean", "sum", "per_sample"):
-    loss = F.feature_loss([x], [torch.zeros(2, 0, 4, 5)], masks=[torch.ones(2, 1, 4, 5)],
-                          reduction=reduction)
-    loss.sum().backward()
-    print(reduction, loss.tolist(), tuple(x.grad.shape))
-print(gl.L1Loss()(x, torch.zeros(2, 0, 4, 5), weight=torch.ones(2, 1, 4, 5)).item())
+EMPTY_MASKED_PROGRAM = """
+    import torch
+    import ganloss_cuda as gl
+    from ganloss_cuda import functional as F
+    assert gl.available(), gl.load_error
+    x = torch.zeros(2, 0, 4, 5, requires_grad=True)
+    for reduction in ("mean", "sum", "per_sample"):
+        loss = F.feature_loss([x], [torch.zeros(2, 0, 4, 5)], masks=[torch.ones(2, 1, 4, 5)],
+                              reduction=reduction)
+        loss.sum().backward()
+        print(reduction, loss.tolist(), tuple(x.grad.shape))
+    print(gl.L1Loss()(x, torch.zeros(2, 0, 4, 5), weight=torch.ones(2, 1, 4, 5)).item())
 """
 
 
 def test_empty_layer_with_one_channel_mask_does_not_crash():
     """Zero channels under a one-channel mask once divided by zero in the plan (SIGFPE): run in a
-    subprocess so that a crash fails this test instead of the whole run."""
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-c", EMPTY_MASKED_SCRIPT], capture_output=True,
-                          text=True, timeout=600)
+    subprocess (this process's environment) so that a crash fails this test, not the whole run."""
+    proc, _ = run_python(code(EMPTY_MASKED_PROGRAM), os.environ, timeout=600)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert proc.stdout.split("\n")[:4] == [
         "mean 0.0 (2, 0, 4, 5)", "sum 0.0 (2, 0, 4, 5)", "per_sample [0.0, 0.0] (2, 0, 4, 5)", "0.0"]
@@ -348,3 +352,129 @@ def test_under_autocast(device):
     assert_close(loss, R.feature_loss([fx.double()], [fy.double()], criterion="mse"), 1e-5, "loss")
     loss.backward()
     assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# The registered ops: opcheck on sample_inputs, torch.compile(fullgraph=True), CUDA graphs and
+# the launch count on CUDA.
+
+def sample_inputs(device):
+    """(inputs, targets, masks, weights, criterion, reduction) for the ops, covering the argument
+    space."""
+    shapes = [(2, 3, 5, 4), (2, 7), (2, 2, 3, 3)]
+    xs = [torch.randn(s, device=device) for s in shapes]
+    ys = [torch.randn(s, device=device) for s in shapes]
+    masks = [torch.rand(2, 1, 5, 4, device=device), None, torch.rand(2, 2, 3, 3, device=device)]
+    yield xs, ys, [], [1.0, 0.5, 2.0], "l1", "mean"
+    yield xs, ys, masks, [], "charbonnier", "per_sample"
+    yield xs, ys, [], [0.25, 1.0, 1.0], "fro", "sum"
+    yield [x.double() for x in xs], [y.double() for y in ys], masks, [], "mse", "mean"
+    yield [xs[0].contiguous(memory_format=torch.channels_last)], [ys[0].transpose(2, 3).contiguous().transpose(2, 3)], [], [], "l1", "sum"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_forward(device):
+    for xs, ys, masks, weights, criterion, reduction in sample_inputs(device):
+        for input_grad, target_grad in ((False, False), (True, False), (True, True)):
+            xr = [x.clone().requires_grad_(input_grad) for x in xs]
+            yr = [y.clone().requires_grad_(target_grad) for y in ys]
+            args = (xr, yr, masks, weights, criterion, reduction, 1e-3, input_grad, target_grad)
+            check_opcheck(ops.feature_loss.default, args)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_backward_and_scale(device):
+    for xs, ys, masks, weights, criterion, reduction in sample_inputs(device):
+        loss, stats, dxs, dys = ops.feature_loss(xs, ys, masks, weights, criterion, reduction, 1e-3,
+                                                 True, True)
+        grad = torch.rand_like(loss) + 0.5
+        check_opcheck(ops.feature_loss_backward.default,
+                      (grad, stats, xs, ys, masks, weights, criterion, reduction, 1e-3, True, True))
+        check_opcheck(ops.feature_loss_scale_grads_.default, (grad, stats, reduction, dxs))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_compile_fullgraph(device):
+    xs = [torch.randn(2, 4, 6, 6, device=device, requires_grad=True),
+          torch.randn(2, 8, 3, 3, device=device, requires_grad=True)]
+    ys = [torch.randn(2, 4, 6, 6, device=device), torch.randn(2, 8, 3, 3, device=device)]
+
+    def step(xs, ys):
+        loss = F.feature_loss(xs, ys, [0.5, 2.0], "mse", "per_sample")
+        return (loss * torch.arange(1.0, 3.0, device=device)).sum()
+
+    out = check_compile_fullgraph(step, (xs, ys), 1e-6)
+    ref = step([x.detach().double().requires_grad_() for x in xs], [y.double() for y in ys])
+    assert_close(out, ref, 1e-5, "compiled loss")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", ["reduce-overhead", "default"])
+def test_torch_compile_cuda_modes(mode):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    torch._dynamo.reset()
+    xs = [torch.randn(4, 16, 32, 32, device="cuda", requires_grad=True) for _ in range(3)]
+    ys = [torch.randn_like(x) for x in xs]
+    compiled = torch.compile(lambda xs, ys: F.feature_loss(xs, ys, [1.0, 0.5, 0.25]), mode=mode,
+                             fullgraph=True)
+    for _ in range(3):  # cudagraph trees record on the later calls
+        loss = compiled(xs, ys)
+        grads = torch.autograd.grad(loss, xs)
+    ref = R.feature_loss(xs, ys, [1.0, 0.5, 0.25])
+    assert_close(loss, ref, 1e-5, "loss")
+    for g, r in zip(grads, torch.autograd.grad(ref, xs)):
+        assert_close(g, r, 1e-5, "grad")
+
+
+@pytest.mark.cuda
+def test_cuda_graph_capture_and_replay():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    xs = [torch.randn(2, 8, 40, 40, device="cuda", requires_grad=True), torch.randn(2, 3, 7, device="cuda", requires_grad=True)]
+    ys = [torch.randn_like(x) for x in xs]
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm up on the side stream, as torch.cuda.graphs requires
+        for _ in range(2):
+            F.feature_loss(xs, ys, [1.0, 3.0], "charbonnier").backward()
+    torch.cuda.current_stream().wait_stream(stream)
+    for x in xs:
+        x.grad = None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        loss = F.feature_loss(xs, ys, [1.0, 3.0], "charbonnier")
+        loss.backward()
+    for _ in range(3):
+        with torch.no_grad():
+            for x, y in zip(xs, ys):
+                x.copy_(torch.randn_like(x))
+                y.copy_(torch.randn_like(y))
+        graph.replay()
+        torch.cuda.synchronize()
+        ref = R.feature_loss(xs, ys, [1.0, 3.0], "charbonnier")
+        assert_close(loss, ref, 1e-5, "replayed loss")
+        for x, r in zip(xs, torch.autograd.grad(ref, xs)):
+            assert_close(x.grad, r, 1e-5, "replayed grad")
+
+
+@pytest.mark.cuda
+def test_one_kernel_per_direction():
+    """One forward and one backward kernel whatever the number of layers (up to 24 per launch)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    from torch.profiler import ProfilerActivity, profile
+
+    xs = [torch.randn(2, 4 + i, 16, 16, device="cuda", requires_grad=True) for i in range(12)]
+    ys = [torch.randn_like(x) for x in xs]
+    F.feature_loss(xs, ys).backward()  # warm up
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        loss = F.feature_loss(xs, ys)
+        torch.cuda.synchronize()
+        (3 * loss).backward()  # upstream 3: the scale kernel does real work
+        torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type.name == "CUDA" and "ganloss" in e.name]
+    # A kernel is named after its op: <op>_kernel.
+    for op in ("feature_loss", "feature_loss_scale_grads"):
+        assert sum(re.search(rf"\b{op}_kernel\b", k) is not None for k in kernels) == 1, kernels

@@ -62,8 +62,8 @@ def main():
     w, plain, masks = list(case.weights), [x.detach() for x in xs], [None] * len(xs)
     clock = time.process_time if args.cpu_time else time.perf_counter
     inside_backward = []  # seconds of each call of the eager Function's backward
-    ops._EagerFeatureLoss.backward = staticmethod(
-        timed(ops._EagerFeatureLoss.backward, clock, inside_backward))
+    ops.feature._EagerFeatureLoss.backward = staticmethod(
+        timed(ops.feature._EagerFeatureLoss.backward, clock, inside_backward))
     op, scale = torch.ops.ganloss.feature_loss, torch.ops.ganloss.feature_loss_scale_grads_
     loss, stats, dxs, _ = op(plain, ys, [], w, "l1", "mean", 1e-12, True, False)
     one = torch.ones((), dtype=loss.dtype)
@@ -85,7 +85,7 @@ def main():
     pieces = {
         "fwd: functional.feature_loss": lambda: functional.feature_loss(xs, ys, w),
         "fwd: ops.feature_loss (autograd + op)":
-            lambda: ops.feature_loss(xs, ys, masks, w, "l1", "mean", 1e-12),
+            lambda: ops.compiled_feature_loss(xs, ys, masks, w, "l1", "mean", 1e-12),
         "fwd: the op below autograd (same kernel work)": below_autograd,
         "fwd+bwd: functional.feature_loss(...).backward()": fwd_bwd,
         "bwd: feature_loss_scale_grads_ op alone": lambda: scale(one, stats, "mean", dxs),

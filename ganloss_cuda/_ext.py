@@ -1,4 +1,7 @@
-"""Loads the compiled ops, once, at import.
+"""Loads the compiled ops, once, at import, and decides per call whether a public function runs
+them (``use_extension``) or falls back to the reference with one ``FallbackWarning``.
+
+Layer rule: imports torch and ``_build`` only; knows no op or family by name.
 
 Order: the setup.py build (``ganloss_cuda._C``) when it was built from the csrc/ tree at hand,
 else a JIT build of csrc/ through ``torch.utils.cpp_extension.load`` into a cache keyed by the
@@ -25,6 +28,7 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -241,17 +245,38 @@ def available() -> bool:
     return load_error is None
 
 
-OPS = ("feature_loss", "feature_loss_backward", "feature_loss_scale_grads_")
-
-# Which ops have kernels for which device type, read once here so that the lookup in
-# functional.py is a plain dict access that torch.compile traces without a graph break.
+# Which ganloss ops have kernels for which device type, read once here from the dispatcher (every
+# op the library registered, of every family) so that the lookup in the public functions is a
+# plain dict access that torch.compile traces without a graph break.
 _kernels = {
-    (op, device): available() and torch._C._dispatch_has_kernel_for_dispatch_key(
-        f"ganloss::{op}", device.upper())
-    for op in OPS for device in ("cpu", "cuda")
+    (name.split("::", 1)[1], device): torch._C._dispatch_has_kernel_for_dispatch_key(
+        name, device.upper())
+    for name in (torch._C._dispatch_get_all_op_names() if available() else ())
+    if name.startswith("ganloss::") for device in ("cpu", "cuda")
 }
 
 
 def has_kernel(op: str, device_type: str) -> bool:
     """Whether ganloss::<op> has a kernel for 'cpu' or 'cuda' tensors."""
     return _kernels.get((op, device_type), False)
+
+
+class FallbackWarning(UserWarning):
+    """The compiled ops are not used; results come from ganloss_cuda.reference."""
+
+
+_warned = set()
+
+
+def use_extension(op: str, device: torch.device) -> bool:
+    """Whether a public function runs ganloss::<op> on `device`; when not, it runs the reference,
+    and the first fallback for each reason warns once (FallbackWarning)."""
+    # Meta tensors go to the fake kernels that ops/ registers for every loaded build.
+    if has_kernel(op, device.type) or (device.type == "meta" and available()):
+        return True
+    reason = load_error or f"the extension was built without {device.type.upper()} kernels"
+    if reason not in _warned:
+        _warned.add(reason)
+        warnings.warn(f"ganloss_cuda: using the pure-torch reference ({reason}); "
+                      "`python -m ganloss_cuda.info` shows the build", FallbackWarning, stacklevel=3)
+    return False

@@ -1,9 +1,12 @@
-"""`python -m ganloss_cuda.info`: how the extension was built and which kernels are loaded."""
+"""`python -m ganloss_cuda.info`: how the extension was built and which kernels are loaded.
+
+Layer rule: imports torch, ``_build``, ``_ext`` and ``ops`` (for the op names) only.
+"""
 import platform
 
 import torch
 
-from . import _build, _ext
+from . import _build, _ext, ops
 
 
 def build_facts() -> dict:
@@ -22,7 +25,7 @@ def build_facts() -> dict:
         "jit_cache": str(_ext.cache_root()),
     }
     facts["kernels"] = {op: [d for d in ("cpu", "cuda") if _ext.has_kernel(op, d)]
-                        for op in _ext.OPS}
+                        for op in ops.OPS}
     return facts
 
 

@@ -1,4 +1,5 @@
-"""Pure-torch reference implementations, with the signatures of ``ganloss_cuda.functional``.
+"""Pure-torch reference of the feature family (feature_loss), with the signature of
+``ganloss_cuda.functional.feature_loss``, and the family's argument checks.
 
 The oracle of the tests (run in float64) and benchmarks, and what the public API falls back to
 when no compiled extension is available. Written for clarity, one anchor formula at a time (BasicSR
@@ -6,72 +7,19 @@ basicsr/losses/basic_loss.py, pix2pixHD models/networks.py and models/pix2pixHD_
 models/pix2pix_model.py); low-precision inputs are computed in float32, as autocast does for
 torch's own losses.
 
-The argument helpers below are shared by functional.py and modules.py: a wrong type raises
-TypeError, a wrong value ValueError, and every message names the argument.
+Layer rule: imports torch and ``_args`` only.
 """
 import math
-import numbers
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
+from .._args import (FLOATING, Tensors, as_list, as_number, as_numbers, batch_size,
+                     check_non_negative, check_str)
+
 CRITERIA = ("l1", "mse", "charbonnier", "fro")
 REDUCTIONS = ("mean", "sum", "per_sample")
-_FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-Tensors = Union[Tensor, Sequence[Tensor]]
-
-
-def as_list(value, name: str, optional: bool = False, one_tensor: bool = True) -> list:
-    """A list or tuple of Tensors becomes a list; a Tensor becomes [Tensor] when one_tensor is
-    set; with optional, None becomes [] and entries may be None."""
-    if optional and value is None:
-        return []
-    if one_tensor and isinstance(value, Tensor):
-        return [value]
-    if not isinstance(value, (list, tuple)):
-        expected = "a Tensor or a list of Tensors" if one_tensor else "a list of Tensors"
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
-    for i, t in enumerate(value):
-        if not (isinstance(t, Tensor) or (optional and t is None)):
-            raise TypeError(f"{name}[{i}] must be a Tensor, got {type(t).__name__}")
-    return list(value)
-
-
-def as_number(value, name: str) -> float:
-    """A real number (int, float, numpy scalar; not bool) as a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    return float(value)
-
-
-def as_numbers(value, name: str) -> list:
-    """A list or tuple of numbers as a list of floats; None becomes []."""
-    if value is None:
-        return []
-    if not isinstance(value, (list, tuple)):
-        raise TypeError(f"{name} must be a list of numbers, got {type(value).__name__}")
-    return [as_number(v, f"{name}[{i}]") for i, v in enumerate(value)]
-
-
-def check_non_negative(value: float, name: str):
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite non-negative number, got {value:g}")
-
-
-def as_count(value, name: str) -> int:
-    """A positive int (not bool)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)
-
-
-def check_str(value, name: str):
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
 
 
 def feature_args(inputs, targets, weights, criterion, reduction, masks, eps) -> tuple:
@@ -84,15 +32,11 @@ def feature_args(inputs, targets, weights, criterion, reduction, masks, eps) -> 
             criterion, reduction, as_list(masks, "masks", optional=True), as_number(eps, "eps"))
 
 
-def _batch(t: Tensor) -> int:
-    return t.shape[0] if t.dim() > 0 else 1
-
-
 def _check_mask(m: Tensor, i: int, x: Tensor, criterion: str):
     name = f"masks[{i}]"
     if criterion == "fro":
         raise ValueError(f"{name} is set, but criterion 'fro' takes no masks")
-    if m.dtype not in _FLOATING:
+    if m.dtype not in FLOATING:
         raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {m.dtype}")
     if m.device != x.device:
         raise ValueError(f"{name} is on {m.device} but inputs[{i}] is on {x.device}")
@@ -104,7 +48,8 @@ def _check_mask(m: Tensor, i: int, x: Tensor, criterion: str):
 
 def check_feature_args(inputs: list, targets: list, weights: list, criterion: str,
                        reduction: str, masks: list, eps: float):
-    """The checks of csrc/feature_plan.cpp, with the same messages, for the reference path."""
+    """The checks of the compiled ops' work plan (csrc), with the same messages, for the
+    reference path and the fake kernels."""
     if not inputs:
         raise ValueError("inputs must hold at least one tensor")
     n = len(inputs)
@@ -125,7 +70,7 @@ def check_feature_args(inputs: list, targets: list, weights: list, criterion: st
     if criterion == "charbonnier" and not (math.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be a positive number for criterion 'charbonnier', got {eps:g}")
     x0 = inputs[0]
-    if x0.dtype not in _FLOATING:
+    if x0.dtype not in FLOATING:
         raise TypeError(f"inputs[0] must be float16, bfloat16, float32 or float64, got {x0.dtype}")
     for i, (x, y) in enumerate(zip(inputs, targets)):
         if x.dtype != x0.dtype:
@@ -143,9 +88,10 @@ def check_feature_args(inputs: list, targets: list, weights: list, criterion: st
             if x.dim() == 0:
                 raise ValueError(f"inputs[{i}] is a 0-dim tensor; reduction 'per_sample' needs a "
                                  "batch dim")
-            if x.shape[0] != _batch(x0):
+            if x.shape[0] != batch_size(x0):
                 raise ValueError(f"inputs[{i}] has batch size {x.shape[0]} but inputs[0] has "
-                                 f"{_batch(x0)}; reduction 'per_sample' needs one batch size")
+                                 f"{batch_size(x0)}; reduction 'per_sample' needs one batch "
+                                 "size")
         if masks and masks[i] is not None:
             _check_mask(masks[i], i, x, criterion)
 
@@ -195,7 +141,7 @@ def feature_loss(inputs: Tensors, targets: Tensors, weights: Optional[Sequence[f
     inputs, targets, weights, criterion, reduction, masks, eps = args
     x0 = inputs[0]
     acc = torch.float64 if x0.dtype == torch.float64 else torch.float32
-    shape = (_batch(x0),) if reduction == "per_sample" else ()
+    shape = (batch_size(x0),) if reduction == "per_sample" else ()
     total = torch.zeros(shape, dtype=acc, device=x0.device)
     for i, (x, y) in enumerate(zip(inputs, targets)):
         if x.numel() == 0:

@@ -1,8 +1,12 @@
-"""Python registrations for the compiled ops: fake (meta) kernels and autograd.
+"""The feature family's compiled ops: fake (meta) kernels, autograd, the op call with autograd
+(``compiled_feature_loss``) and the public ``feature_loss``, which runs it or falls back to the
+reference. ``OPS`` lists the family's ops (schemas in csrc/ganloss.cpp).
 
-Imported only once the library is loaded. The schemas live in csrc/ganloss.cpp; the kernels in
-csrc/cpu and csrc/cuda. Nothing here synchronises with the device, so the ops work under
+The registrations run only when the library is loaded (they need its schemas); the module imports
+either way. Nothing here synchronises with the device, so the ops work under
 torch.compile(fullgraph=True) and inside CUDA graphs.
+
+Layer rule: imports torch, ``_args``, ``_ext`` and ``reference`` only.
 """
 from typing import List, Optional, Sequence
 
@@ -10,22 +14,22 @@ import torch
 from torch import Tensor
 from torch._subclasses.functional_tensor import FunctionalTensor
 
-from .reference import check_feature_args
+from .. import _ext, reference
+from .._args import Tensors, batch_size
+from ..reference import check_feature_args, feature_args
+
+OPS = ("feature_loss", "feature_loss_backward", "feature_loss_scale_grads_")
 
 _ops = torch.ops.ganloss
 
 
 def _grad_like(t: Tensor, x: Tensor, y: Tensor) -> Tensor:
-    """The gradient of t as the kernels allocate it (csrc/feature_plan.cpp, read_as_is): t's own
+    """The gradient of t as the kernels allocate it (the work plan's read_as_is in csrc): t's own
     layout when x and y are read in place, else contiguous."""
     cl = torch.channels_last
     as_is = (x.is_contiguous() and y.is_contiguous()) or (
         x.dim() == 4 and x.is_contiguous(memory_format=cl) and y.is_contiguous(memory_format=cl))
     return torch.empty_like(t) if as_is else t.new_empty(t.shape)
-
-
-def _batch(t: Tensor):
-    return t.shape[0] if t.dim() > 0 else 1
 
 
 def _grads_fake(inputs, targets, input_grad, target_grad):
@@ -36,33 +40,30 @@ def _grads_fake(inputs, targets, input_grad, target_grad):
 
 def _segments(tensors, reduction: str) -> int:
     """Rows of stats: one per (layer, sample) for per_sample, one per layer otherwise."""
-    return sum(_batch(t) for t in tensors) if reduction == "per_sample" else len(tensors)
+    return sum(batch_size(t) for t in tensors) if reduction == "per_sample" else len(tensors)
 
 
-# Registers a FakeTensor kernel ("meta kernel"): output shapes, dtypes and strides from the
-# inputs alone. torch.compile traces through it without running the op, so the op is one node
-# in the graph rather than a graph break. It also runs in eager mode when any argument is a meta
-# tensor, so it checks the arguments like the real kernels do: a meta tensor mixed with CPU ones
-# gets the device error, never an uninitialised loss.
-@torch.library.register_fake("ganloss::feature_loss")
+# FakeTensor kernels ("meta kernels", registered at the end of the file): output shapes, dtypes
+# and strides from the inputs alone. torch.compile traces through them without running the op,
+# so the op is one node in the graph rather than a graph break. They also run in eager mode when
+# any argument is a meta tensor, so they check the arguments like the real kernels do: a meta
+# tensor mixed with CPU ones gets the device error, never an uninitialised loss.
 def _feature_loss_fake(inputs, targets, masks, weights, criterion, reduction, eps, input_grad,
                        target_grad):
     check_feature_args(inputs, targets, list(weights), criterion, reduction, masks, eps)
     x0 = inputs[0]
     out_dtype = torch.float64 if x0.dtype == torch.float64 else torch.float32
-    loss = x0.new_empty((_batch(x0),) if reduction == "per_sample" else (), dtype=out_dtype)
+    loss = x0.new_empty((batch_size(x0),) if reduction == "per_sample" else (), dtype=out_dtype)
     stats = x0.new_empty((_segments(inputs, reduction), 3), dtype=torch.float64)
     return (loss, stats, *_grads_fake(inputs, targets, input_grad, target_grad))
 
 
-@torch.library.register_fake("ganloss::feature_loss_backward")
 def _feature_loss_backward_fake(grad, stats, inputs, targets, masks, weights, criterion,
                                 reduction, eps, input_grad, target_grad):
     check_feature_args(inputs, targets, list(weights), criterion, reduction, masks, eps)
     return _grads_fake(inputs, targets, input_grad, target_grad)
 
 
-@torch.library.register_fake("ganloss::feature_loss_scale_grads_")
 def _feature_loss_scale_grads_fake(grad, stats, reduction, grads):
     return None
 
@@ -149,9 +150,6 @@ def _no_grad(arg):
     return [None] * len(arg) if all(isinstance(a, Tensor) for a in arg) else None
 
 
-torch.library.register_autograd("ganloss::feature_loss", _backward, setup_context=_setup_context)
-
-
 class _EagerFeatureLoss(torch.autograd.Function):
     """Eager autograd of the op over the flat leaves (*inputs, *targets): the logic of the
     registered autograd above without torch.library's per-call pytree work (about 0.1 ms per
@@ -174,12 +172,12 @@ class _EagerFeatureLoss(torch.autograd.Function):
         return (None, *(dxs or [None] * n), *(dys or [None] * n))
 
 
-def feature_loss(inputs: Sequence[Tensor], targets: Sequence[Tensor],
-                 masks: Sequence[Optional[Tensor]], weights: Sequence[float], criterion: str,
-                 reduction: str, eps: float) -> Tensor:
-    """The op with autograd. Arguments as in functional.feature_loss, already normalised to
-    lists. fp32/fp64 gradients come from the forward pass (the backward then only scales them);
-    16-bit ones from the backward, computed in fp32 with the upstream (loss-scaled) gradient
+def compiled_feature_loss(inputs: Sequence[Tensor], targets: Sequence[Tensor],
+                          masks: Sequence[Optional[Tensor]], weights: Sequence[float],
+                          criterion: str, reduction: str, eps: float) -> Tensor:
+    """The op with autograd. Arguments as in feature_loss, already normalised to lists. fp32/fp64
+    gradients come from the forward pass (the backward then only scales them); 16-bit ones from
+    the backward, computed in fp32 with the upstream (loss-scaled) gradient
     applied before the single rounding: an upstream factor applied after rounding to 16 bits
     would underflow or overflow under GradScaler."""
     inputs, targets = list(inputs), list(targets)
@@ -194,3 +192,58 @@ def feature_loss(inputs: Sequence[Tensor], targets: Sequence[Tensor],
         with torch._C._AutoDispatchBelowAutograd():
             return _ops.feature_loss(*call)[0]
     return _EagerFeatureLoss.apply(call, *inputs, *targets)
+
+
+def feature_loss(inputs: Tensors, targets: Tensors, weights: Optional[Sequence[float]] = None,
+                 criterion: str = "l1", reduction: str = "mean",
+                 masks: Optional[Sequence[Optional[Tensor]]] = None, eps: float = 1e-12) -> Tensor:
+    r"""Weighted multi-layer feature (or pixel) loss, fused over all layers.
+
+    .. math:: L = \sum_l w_l \, \mathrm{reduce}\big(\rho(x_l - y_l) \, [m_l]\big)
+
+    with :math:`\rho(d)` = ``|d|`` (``"l1"``), ``d^2`` (``"mse"``), ``sqrt(d^2 + eps)``
+    (``"charbonnier"``, BasicSR), or the Frobenius norm ``||x_l - y_l||_F`` of the whole layer
+    (``"fro"``, BasicSR's perceptual ``'fro'``; per sample under ``"per_sample"``).
+
+    Args:
+        inputs: tensor or list of tensors ``x_l`` (any shapes, dim 0 = batch); one dtype
+            (float16/bfloat16/float32/float64) and device for all.
+        targets: tensors ``y_l``, each of the shape of ``x_l``. Detach them unless you want
+            their gradient (the usual case costs no extra pass).
+        weights: per-layer scalars ``w_l >= 0`` (default 1).
+        criterion: ``"l1"`` | ``"mse"`` | ``"charbonnier"`` | ``"fro"``.
+        reduction: ``"mean"`` (each layer over its own elements: BasicSR, pix2pixHD, SPADE),
+            ``"sum"``, or ``"per_sample"`` (a vector [N] of per-sample means; all layers must
+            share N).
+        masks: optional element weights per layer, shaped like ``x_l`` or with one channel
+            (``(N, 1, H, W)``), BasicSR semantics: ``mean`` divides by the sum of the mask
+            expanded over channels (no eps). Masks are constants (no gradient).
+        eps: Charbonnier epsilon (BasicSR default 1e-12).
+
+    Returns:
+        float32 loss (float64 for float64 inputs) of shape ``()``, or ``(N,)`` for
+        ``"per_sample"``. Gradients flow to ``inputs`` and to ``targets`` that require grad.
+        Empty layers contribute 0.
+
+    Example:
+        >>> loss = feature_loss(vgg(fake), [f.detach() for f in vgg(real)],
+        ...                     weights=[1/32, 1/16, 1/8, 1/4, 1.0])
+    """
+    inputs, targets, weights, criterion, reduction, masks, eps = feature_args(
+        inputs, targets, weights, criterion, reduction, masks, eps)
+    if inputs and _ext.use_extension("feature_loss", inputs[0].device):
+        for i, m in enumerate(masks):
+            if m is not None and m.requires_grad and torch.is_grad_enabled():
+                raise ValueError(f"masks[{i}] requires grad, but masks are constants here; "
+                                 "detach it (or use ganloss_cuda.reference.feature_loss)")
+        return compiled_feature_loss(inputs, targets, masks, weights, criterion, reduction, eps)
+    return reference.feature_loss(inputs, targets, weights, criterion, reduction, masks, eps)
+
+
+if _ext.available():  # the registrations need the schemas of the loaded library
+    torch.library.register_fake("ganloss::feature_loss")(_feature_loss_fake)
+    torch.library.register_fake("ganloss::feature_loss_backward")(_feature_loss_backward_fake)
+    torch.library.register_fake("ganloss::feature_loss_scale_grads_")(
+        _feature_loss_scale_grads_fake)
+    torch.library.register_autograd("ganloss::feature_loss", _backward,
+                                    setup_context=_setup_context)

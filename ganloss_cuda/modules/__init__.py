@@ -1,0 +1,10 @@
+"""nn.Module drop-ins whose constructor arguments and outputs match the anchors' losses, one
+module per area (pixel, perceptual, adversarial); this file only re-exports.
+
+Layer rule: an area's module imports torch, ``functional``, ``reference`` and ``_args`` only.
+"""
+from .adversarial import FeatureMatchingLoss
+from .perceptual import VGGLoss
+from .pixel import CharbonnierLoss, L1Loss, MSELoss
+
+__all__ = ["L1Loss", "MSELoss", "CharbonnierLoss", "VGGLoss", "FeatureMatchingLoss"]

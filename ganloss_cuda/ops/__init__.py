@@ -1,0 +1,11 @@
+"""The compiled ops, one module per loss family (fake kernels, autograd, the public function);
+this file only gathers them. ``OPS``: every family's op names, as csrc/ganloss.cpp declares them.
+
+Layer rule: a family's module imports torch, ``_args``, ``_ext`` and ``reference`` only.
+"""
+from . import feature
+from .feature import compiled_feature_loss, feature_loss
+
+OPS = feature.OPS
+
+__all__ = ["OPS", "compiled_feature_loss", "feature_loss"]

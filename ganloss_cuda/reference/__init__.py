@@ -1,0 +1,11 @@
+"""Pure-torch references of every loss family, with the signatures of ``ganloss_cuda.functional``:
+the tests' oracle and the public functions' fallback. One module per family; this file only
+re-exports.
+
+Layer rule: a family's module imports torch and ``_args`` only.
+"""
+from .feature import (CRITERIA, REDUCTIONS, check_feature_args, elementwise, feature_args,
+                      feature_loss)
+
+__all__ = ["CRITERIA", "REDUCTIONS", "check_feature_args", "elementwise",
+           "feature_args", "feature_loss"]

@@ -106,6 +106,19 @@ def test_fp16_grad_survives_loss_scale_issue_repro():
     assert_rounded_once(x.grad, true, "x.grad")
 
 
+def test_fp16_grad_of_direct_op_call_survives_loss_scale():
+    """torch.ops.ganloss.feature_loss called directly with input_grad=True (the registered
+    autograd, as torch.compile uses it): its 16-bit forward gradients are not scaled after
+    rounding; the backward recomputes them with the upstream gradient applied first."""
+    x = torch.randn(1, 64, 128, 128).half().requires_grad_()
+    y = torch.randn_like(x)
+    loss = torch.ops.ganloss.feature_loss([x], [y], [], [1 / 32], "l1", "mean", 1e-12, True,
+                                          False)[0]
+    (loss * 2**16).backward()
+    true = torch.sign(x.detach().double() - y.double()) * (2**16 / 32 / x.numel())
+    assert_rounded_once(x.grad, true, "x.grad")
+
+
 def test_fp16_fro_grad_does_not_overflow_issue_repro():
     x = torch.full((2, 8), 6e4).half().requires_grad_()
     F.feature_loss([x], [-x.detach()], criterion="fro").backward()

@@ -82,6 +82,14 @@ def _scaled(grad: Tensor, stats: Tensor, reduction: str, grads: List[Tensor]) ->
     return out
 
 
+def _grads_from_forward(dtype: torch.dtype) -> bool:
+    """fp32/fp64 gradients come from the forward pass (the backward then only scales them); 16-bit
+    ones from the backward, computed in fp32 with the upstream (loss-scaled) gradient applied
+    before the single rounding: an upstream factor applied after rounding to 16 bits would
+    underflow or overflow under GradScaler."""
+    return dtype in (torch.float32, torch.float64)
+
+
 def _traced(t: Tensor) -> bool:
     """Inside torch.compile / AOTAutograd tracing (functionalized tensors), where the backward
     must not mutate its saved tensors."""
@@ -132,8 +140,10 @@ def _setup_context(ctx, inputs, output):
     xs, ys, masks, weights, criterion, reduction, eps, input_grad, target_grad = inputs
     loss, stats, dxs, dys = output
     ctx.mark_non_differentiable(stats, *dxs, *dys)
+    usable = _grads_from_forward(xs[0].dtype)  # a direct call may ask for 16-bit ones: not used
     _save(ctx, xs, ys, masks, (weights, criterion, reduction, eps), stats,
-          dxs if input_grad else None, dys if target_grad else None, private=False)
+          dxs if input_grad and usable else None, dys if target_grad and usable else None,
+          private=False)
 
 
 def _backward(ctx, grad, _stats_grad, _dxs_grad, _dys_grad):
@@ -175,14 +185,11 @@ class _EagerFeatureLoss(torch.autograd.Function):
 def compiled_feature_loss(inputs: Sequence[Tensor], targets: Sequence[Tensor],
                           masks: Sequence[Optional[Tensor]], weights: Sequence[float],
                           criterion: str, reduction: str, eps: float) -> Tensor:
-    """The op with autograd. Arguments as in feature_loss, already normalised to lists. fp32/fp64
-    gradients come from the forward pass (the backward then only scales them); 16-bit ones from
-    the backward, computed in fp32 with the upstream (loss-scaled) gradient
-    applied before the single rounding: an upstream factor applied after rounding to 16 bits
-    would underflow or overflow under GradScaler."""
+    """The op with autograd. Arguments as in feature_loss, already normalised to lists; the forward
+    computes the gradients only where the backward uses them (_grads_from_forward)."""
     inputs, targets = list(inputs), list(targets)
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs + targets)
-    precompute = need_grad and inputs[0].dtype in (torch.float32, torch.float64)
+    precompute = need_grad and _grads_from_forward(inputs[0].dtype)
     call = (inputs, targets, list(masks), list(weights), criterion, reduction, eps,
             precompute and any(x.requires_grad for x in inputs),
             precompute and any(y.requires_grad for y in targets))

@@ -9,6 +9,12 @@
 
 #include "../common/hd.h"
 
+// Every kernel launch is GANLOSS_LAUNCH(grid, block, dynamic_smem_bytes, stream, kernel)(args):
+// the triple chevron under nvcc; the SIMT emulation tier (tests/simt) defines its own launch first.
+#ifndef GANLOSS_LAUNCH
+#define GANLOSS_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#endif
+
 namespace ganloss {
 
 template <typename T> __device__ __forceinline__ acc_t<T> to_acc(T v) { return v; }
@@ -55,6 +61,17 @@ __device__ __forceinline__ A block_sum(A v, A* smem) {
   __syncthreads();
   return v;
 }
+
+// The block's dynamic shared memory (the launch's dynamic_smem_bytes), 16-byte aligned. Kernels
+// take it from here rather than declaring their own extern __shared__ array, so the emulation
+// tier can give every block its own exact-size buffer.
+#ifndef GANLOSS_SIMT
+template <typename T>
+__device__ __forceinline__ T* dynamic_smem() {
+  extern __shared__ __align__(16) unsigned char ganloss_dynamic_smem[];
+  return reinterpret_cast<T*>(ganloss_dynamic_smem);
+}
+#endif
 
 // Calls f(T{}) for the element type T of dtype.
 template <typename F>

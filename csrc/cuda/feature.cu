@@ -1,5 +1,5 @@
 // CUDA kernels of the multi-layer feature loss (math and work split in common/feature.h).
-// Torch-free: cuda/feature_api.cpp fills FeatureLaunch and calls the launchers at the bottom;
+// Torch-free: cuda/feature_driver.cpp fills FeatureLaunch and calls the launchers at the bottom;
 // shared device helpers in cuda/cuda_helpers.cuh.
 //
 // One block per chunk of kChunk elements of one row of a layer, 256 threads, 16-byte
@@ -219,7 +219,8 @@ cudaError_t launch_feature_loss(const FeatureLaunch& p, DType dtype, cudaStream_
   dispatch_dtype(dtype, [&](auto t) {
     using T = decltype(t);
     dispatch_criterion(p.criterion, [&](auto crit) {
-      feature_loss_kernel<T, decltype(crit)::value><<<grid_of(p), kThreads, 0, stream>>>(p);
+      GANLOSS_LAUNCH(grid_of(p), kThreads, 0, stream,
+                     feature_loss_kernel<T, decltype(crit)::value>)(p);
     });
   });
   return cudaGetLastError();
@@ -230,7 +231,8 @@ cudaError_t launch_feature_loss_backward(const FeatureLaunch& p, DType dtype, cu
   dispatch_dtype(dtype, [&](auto t) {
     using T = decltype(t);
     dispatch_criterion(p.criterion, [&](auto crit) {
-      feature_loss_backward_kernel<T, decltype(crit)::value><<<grid_of(p), kThreads, 0, stream>>>(p);
+      GANLOSS_LAUNCH(grid_of(p), kThreads, 0, stream,
+                     feature_loss_backward_kernel<T, decltype(crit)::value>)(p);
     });
   });
   return cudaGetLastError();
@@ -240,7 +242,8 @@ cudaError_t launch_feature_loss_scale_grads(const FeatureLaunch& p, DType dtype,
                                              cudaStream_t stream) {
   if (p.num_chunks == 0) return cudaSuccess;
   dispatch_dtype(dtype, [&](auto t) {
-    feature_loss_scale_grads_kernel<decltype(t)><<<grid_of(p), kThreads, 0, stream>>>(p);
+    GANLOSS_LAUNCH(grid_of(p), kThreads, 0, stream,
+                   feature_loss_scale_grads_kernel<decltype(t)>)(p);
   });
   return cudaGetLastError();
 }

@@ -1,52 +1,17 @@
-// The only CUDA-side file of the feature loss that sees at::Tensor: checks and plans
-// (plan/feature_plan.cpp), fills the by-value launch parameters, launches the torch-free kernels
-// (cuda/feature.cu) on the current stream with memory from the caching allocator, and registers
-// the CUDA kernels of the feature-loss ops.
-#include <ATen/ATen.h>
-#include <c10/cuda/CUDAException.h>
+// The CUDA kernels of the feature-loss ops: on the inputs' device and its current stream, through
+// the stream-level driver (cuda/feature_driver.cpp) that the SIMT emulation tier also runs.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <algorithm>
-#include <tuple>
-#include <vector>
-
-#include "../plan/feature_plan.h"
-#include "feature_launch.h"
+#include "feature_driver.h"
 
 namespace ganloss {
 namespace {
 
-int64_t launches_for(const FeaturePlan& plan) {
-  return (int64_t(plan.layers.size()) + kMaxLayersPerLaunch - 1) / kMaxLayersPerLaunch;
-}
-
-// Calls launch(params, index) once per group of at most kMaxLayersPerLaunch layers.
-template <typename F>
-void for_each_launch(const FeaturePlan& plan, const FeatureLaunch& base, F&& launch) {
-  const int64_t total = int64_t(plan.layers.size());
-  for (int64_t first = 0, index = 0; first < total; first += kMaxLayersPerLaunch, ++index) {
-    FeatureLaunch p = base;
-    p.num_layers = int(std::min<int64_t>(kMaxLayersPerLaunch, total - first));
-    std::copy_n(plan.layers.begin() + first, p.num_layers, p.layers);
-    const int64_t next = first + p.num_layers;
-    p.chunk_offset = plan.layers[first].chunk_begin;
-    p.num_chunks = (next < total ? plan.layers[next].chunk_begin : plan.total_chunks) - p.chunk_offset;
-    p.last_launch = next == total;
-    launch(p, index);
-  }
-}
-
-FeatureLaunch launch_base(const FeaturePlan& plan) {
-  FeatureLaunch p{};
-  p.total_layers = int64_t(plan.layers.size());
-  p.batch = plan.batch;
-  p.criterion = plan.criterion;
-  p.reduction = plan.reduction;
-  p.eps = plan.eps;
-  p.loss_is_f64 = plan.dtype == DType::F64;
-  return p;
+cudaStream_t current_stream(at::TensorList tensors, const char* name) {
+  TORCH_CHECK_VALUE(!tensors.empty(), name, " must hold at least one tensor");
+  return c10::cuda::getCurrentCUDAStream(tensors[0].device().index());
 }
 
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>
@@ -54,30 +19,10 @@ feature_loss_cuda(at::TensorList inputs, at::TensorList targets,
                   const c10::List<std::optional<at::Tensor>>& masks, at::ArrayRef<double> weights,
                   c10::string_view criterion, c10::string_view reduction, double eps,
                   bool input_grad, bool target_grad) {
-  TORCH_CHECK_VALUE(!inputs.empty(), "inputs must hold at least one tensor");
+  const cudaStream_t stream = current_stream(inputs, "inputs");
   const c10::cuda::CUDAGuard guard(inputs[0].device());
-  FeaturePlan plan = plan_feature_loss(inputs, targets, masks, weights, criterion, reduction, eps,
-                                       input_grad, target_grad, /*outputs=*/true);
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  // Workspace: chunk partials [chunks, 2], loss terms, one block counter per launch.
-  const int64_t terms = plan.total_segments;
-  const int64_t launches = launches_for(plan);
-  at::Tensor workspace = at::empty({2 * plan.total_chunks + terms + (launches + 1) / 2},
-                                   inputs[0].options().dtype(at::kDouble));
-  double* ws = workspace.data_ptr<double>();
-  auto* counters = reinterpret_cast<unsigned int*>(ws + 2 * plan.total_chunks + terms);
-  C10_CUDA_CHECK(cudaMemsetAsync(counters, 0, sizeof(unsigned int) * launches, stream));
-
-  FeatureLaunch base = launch_base(plan);
-  base.chunk_sums = ws;
-  base.terms = ws + 2 * plan.total_chunks;
-  base.stats = plan.stats.data_ptr<double>();
-  base.loss = plan.loss.data_ptr();
-  for_each_launch(plan, base, [&](FeatureLaunch& p, int64_t index) {
-    p.counter = counters + index;
-    C10_CUDA_CHECK(launch_feature_loss(p, plan.dtype, stream));
-  });
-  return {plan.loss, plan.stats, plan.input_grads, plan.target_grads};
+  return run_feature_loss(inputs, targets, masks, weights, criterion, reduction, eps, input_grad,
+                          target_grad, stream);
 }
 
 std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backward_cuda(
@@ -85,36 +30,17 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backwa
     const c10::List<std::optional<at::Tensor>>& masks, at::ArrayRef<double> weights,
     c10::string_view criterion, c10::string_view reduction, double eps, bool input_grad,
     bool target_grad) {
-  TORCH_CHECK_VALUE(!inputs.empty(), "inputs must hold at least one tensor");
+  const cudaStream_t stream = current_stream(inputs, "inputs");
   const c10::cuda::CUDAGuard guard(inputs[0].device());
-  FeaturePlan plan = plan_feature_loss(inputs, targets, masks, weights, criterion, reduction, eps,
-                                       input_grad, target_grad, /*outputs=*/false);
-  check_feature_loss_backward_args(plan, grad, stats);
-  const at::Tensor g = grad.contiguous();
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  FeatureLaunch base = launch_base(plan);
-  base.grad = g.data_ptr();
-  base.grad_factors = stats.data_ptr<double>();
-  for_each_launch(plan, base, [&](FeatureLaunch& p, int64_t) {
-    C10_CUDA_CHECK(launch_feature_loss_backward(p, plan.dtype, stream));
-  });
-  return {plan.input_grads, plan.target_grads};
+  return run_feature_loss_backward(grad, stats, inputs, targets, masks, weights, criterion,
+                                   reduction, eps, input_grad, target_grad, stream);
 }
 
 void feature_loss_scale_grads_cuda(const at::Tensor& grad, const at::Tensor& stats,
                                    c10::string_view reduction, at::TensorList grads) {
-  TORCH_CHECK_VALUE(!grads.empty(), "grads must hold at least one tensor");
+  const cudaStream_t stream = current_stream(grads, "grads");
   const c10::cuda::CUDAGuard guard(grads[0].device());
-  const FeaturePlan plan = plan_feature_loss_scale_grads(grad, stats, reduction, grads);
-  const at::Tensor g = grad.contiguous();
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  FeatureLaunch base = launch_base(plan);
-  base.loss_is_f64 = g.scalar_type() == at::kDouble;
-  base.grad = g.data_ptr();
-  base.grad_factors = stats.data_ptr<double>();
-  for_each_launch(plan, base, [&](FeatureLaunch& p, int64_t) {
-    C10_CUDA_CHECK(launch_feature_loss_scale_grads(p, plan.dtype, stream));
-  });
+  run_feature_loss_scale_grads(grad, stats, reduction, grads, stream);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Torch-free interface between cuda/feature_api.cpp and the feature-loss kernels in
+// Torch-free interface between cuda/feature_driver.cpp and the feature-loss kernels in
 // cuda/feature.cu: one launcher per op, named after it.
 #pragma once
 

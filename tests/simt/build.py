@@ -78,9 +78,29 @@ def sources(directory):
             w.write_text(text)
         wrappers.append(w)
     return [str(p) for p in [SIMT / "simt_runtime.cpp", SIMT / "simt_bindings.cpp",
-                             SIMT / "selftest_kernels.cpp", *wrappers,
+                             *sorted(SIMT.glob("*_kernels.cpp")), *wrappers,
                              *sorted(CSRC.glob("plan/*.cpp")),
                              *sorted(CSRC.glob("cuda/*_driver.cpp"))]]
+
+
+def asan_env(env=None):
+    """The environment of a process that loads the module: libasan (and libstdc++, whose
+    __cxa_throw ASan must find at start-up) preloaded, leak checks off (Python and torch keep
+    their allocations), UBSan stack traces."""
+    env = dict(os.environ if env is None else env)
+    libstdcxx = subprocess.run(["g++", "-print-file-name=libstdc++.so.6"], capture_output=True,
+                               text=True).stdout.strip()
+    env["LD_PRELOAD"] = f"{libasan()} {libstdcxx}"
+    env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0:halt_on_error=1"
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+    return env
+
+
+def load(verbose=False):
+    """In a process started with asan_env(): builds (incrementally) and imports the module. The
+    compilers it starts must not inherit the preload."""
+    os.environ.pop("LD_PRELOAD", None)
+    return build(verbose)
 
 
 def build(verbose=False):

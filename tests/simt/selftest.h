@@ -14,4 +14,8 @@ namespace simt_selftest {
 cudaError_t run(const std::string& name, float* out, int64_t n, int64_t arg);
 std::vector<std::string> names();
 
+// The tensor-core (nvcuda::wmma) self-tests, in wmma_selftest.cu; run() falls through to them.
+cudaError_t run_wmma(const std::string& name, float* out, int64_t n, int64_t arg);
+std::vector<std::string> wmma_names();
+
 }  // namespace simt_selftest

@@ -128,14 +128,16 @@ cudaError_t run(const std::string& name, float* out, int64_t n, int64_t arg) {
         out, int(n));
   else if (name == "smem_over_limit")
     GANLOSS_LAUNCH(1, 32, 64 * 1024, s, smem_over_limit_kernel)(out);
-  else return cudaErrorInvalidValue;
+  else return run_wmma(name, out, n, arg);
   return cudaGetLastError();
 }
 
 std::vector<std::string> names() {
-  return {"block_sum", "shuffles", "atomics", "dynamic_smem", "missing_syncthreads",
+  std::vector<std::string> all = {"block_sum", "shuffles", "atomics", "dynamic_smem", "missing_syncthreads",
           "half_barrier", "divergent_barrier", "half_warp_mask", "source_outside_mask",
           "unwritten_shared", "out_of_bounds", "smem_over_limit"};
+  for (const std::string& name : wmma_names()) all.push_back(name);
+  return all;
 }
 
 }  // namespace simt_selftest

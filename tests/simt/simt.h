@@ -234,3 +234,4 @@ T* dynamic_smem() {
   return reinterpret_cast<T*>(::simt::this_block().dynamic_smem);
 }
 }  // namespace ganloss
+#include "simt_wmma.h"

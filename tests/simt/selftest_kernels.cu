@@ -2,7 +2,7 @@
 // emulator computes (block sums, shuffles, votes, atomics, dynamic shared memory); each kernel of
 // the second group has one deliberate bug of a kind the tier must report (tests/test_simt.py).
 // Written as CUDA on the project's device helpers; compiled by g++ through selftest_kernels.cpp.
-#include "../../csrc/cuda/cuda_helpers.cuh"
+#include "cuda/cuda_helpers.cuh"
 #include "selftest.h"
 
 namespace ganloss {

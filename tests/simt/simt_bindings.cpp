@@ -3,7 +3,7 @@
 // scheduler's controls and the self-test kernels (selftest_kernels.cu).
 #include <torch/extension.h>
 
-#include "../../csrc/cuda/feature_driver.h"
+#include "cuda/feature_driver.h"
 #include "selftest.h"
 #include "simt_control.h"
 

@@ -4,8 +4,8 @@
 // makes (cudaMemsetAsync, cudaGetLastError, cudaGetErrorString, cudaFuncSetAttribute).
 //
 // Fibers switch with a 14-instruction x86-64 routine (simt_switch below) rather than ucontext:
-// swapcontext makes a sigprocmask system call per switch (measured in simt_bench, see
-// docs/emulation.md). Under AddressSanitizer every switch is announced to it.
+// swapcontext makes a sigprocmask system call per switch: 12-14 ns against 383-436 ns on the CI
+// machine (switch_bench.cpp). Under AddressSanitizer every switch is announced to it.
 #include "simt.h"
 
 #include <cxxabi.h>
@@ -103,6 +103,9 @@ struct Runtime {
   void* scheduler_sp = nullptr;
   std::mt19937_64 rng;
   std::vector<int> warp_priority;
+  // Fibers of the block by state, kept by set_wait(): the scheduler's decisions are O(warps).
+  std::vector<int> warp_runnable;
+  size_t runnable = 0, at_barrier = 0, done = 0;
   bool faulted = false;
   std::string fault_message;
   cudaError_t error = cudaSuccess;  // sticky until cudaGetLastError
@@ -119,6 +122,22 @@ struct Runtime {
 Runtime& rt() {
   static Runtime r;
   return r;
+}
+
+void count(const Fiber& f, int delta) {
+  Runtime& r = rt();
+  if (f.wait == Wait::None) {
+    r.warp_runnable[f.state.warp] += delta;
+    r.runnable += delta;
+  }
+  if (f.wait == Wait::Barrier) r.at_barrier += delta;
+  if (f.wait == Wait::Done) r.done += delta;
+}
+
+void set_wait(Fiber& f, Wait w) {
+  count(f, -1);
+  f.wait = w;
+  count(f, +1);
 }
 
 void set_error(cudaError_t e, std::string message) {
@@ -180,7 +199,7 @@ extern "C" void simt_fiber_main(simt::Fiber* f) {
 #endif
   Runtime& r = rt();
   r.body(r.context);
-  f->wait = Wait::Done;
+  set_wait(*f, Wait::Done);
   to_scheduler();
   __builtin_unreachable();
 }
@@ -209,7 +228,7 @@ void start_fiber(Fiber& f) {
   *--top = reinterpret_cast<uint64_t>(&f);     // rbx: simt_fiber_main's argument
   for (int i = 0; i < 4; ++i) *--top = 0;      // r12-r15
   f.sp = top;
-  f.wait = Wait::None;
+  f.wait = Wait::None;  // counted by run_block
 }
 
 // ---- Faults --------------------------------------------------------------------------------------
@@ -239,8 +258,10 @@ void find_shared_vars() {
   r.shared_vars_found = true;
   Dl_info info{};
   if (!dladdr(reinterpret_cast<void*>(&find_shared_vars), &info) || !info.dli_fname) return;
-  std::ifstream in(info.dli_fname, std::ios::binary);
-  std::vector<char> elf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::ifstream in(info.dli_fname, std::ios::binary | std::ios::ate);
+  std::vector<char> elf(size_t(std::max<std::streamoff>(0, in.tellg())));
+  in.seekg(0);
+  in.read(elf.data(), std::streamsize(elf.size()));
   if (elf.size() < sizeof(Elf64_Ehdr)) return;
   const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(elf.data());
   const auto* sh = reinterpret_cast<const Elf64_Shdr*>(elf.data() + eh->e_shoff);
@@ -288,27 +309,26 @@ void find_shared_vars() {
 }
 
 // ---- Scheduling ------------------------------------------------------------------------------------
+// The index of the fiber to run next, or -1 when none is runnable.
 int pick_runnable() {
   Runtime& r = rt();
-  std::vector<int> runnable;
-  for (size_t i = 0; i < r.fibers.size(); ++i)
-    if (r.fibers[i].wait == Wait::None) runnable.push_back(int(i));
-  if (runnable.empty()) return -1;
-  if (r.policy == Policy::Uniform) return runnable[r.rng() % runnable.size()];
-  // Warp priorities: the runnable lanes of the highest-priority warp, a random one of them.
-  int best = -1;
-  for (int i : runnable) {
-    const int w = r.fibers[i].state.warp;
-    if (best < 0 || r.warp_priority[w] > r.warp_priority[best]) best = w;
+  if (r.runnable == 0) return -1;
+  const int warps = int(r.warp_runnable.size());
+  int warp = -1;
+  uint64_t k = 0;  // the k-th runnable lane of `warp`
+  if (r.policy == Policy::Uniform) {
+    k = r.rng() % r.runnable;
+    for (warp = 0; k >= uint64_t(r.warp_runnable[warp]); ++warp) k -= r.warp_runnable[warp];
+  } else {  // the highest-priority warp with runnable lanes
+    for (int w = 0; w < warps; ++w)
+      if (r.warp_runnable[w] > 0 && (warp < 0 || r.warp_priority[w] > r.warp_priority[warp]))
+        warp = w;
+    k = r.rng() % uint64_t(r.warp_runnable[warp]);
+    if (r.policy == Policy::WarpPriorityDemotion && r.rng() % 8 == 0)
+      r.warp_priority[warp] = *std::min_element(r.warp_priority.begin(), r.warp_priority.end()) - 1;
   }
-  std::vector<int> lanes;
-  for (int i : runnable)
-    if (r.fibers[i].state.warp == best) lanes.push_back(i);
-  if (r.policy == Policy::WarpPriorityDemotion && r.rng() % 8 == 0) {
-    const int lowest = *std::min_element(r.warp_priority.begin(), r.warp_priority.end());
-    r.warp_priority[best] = lowest - 1;  // demoted after this pick
-  }
-  return lanes[r.rng() % lanes.size()];
+  for (size_t i = size_t(warp) * 32;; ++i)
+    if (r.fibers[i].wait == Wait::None && k-- == 0) return int(i);
 }
 
 std::string describe_waits() {
@@ -337,11 +357,8 @@ std::string describe_waits() {
 // Releases a completed __syncthreads: every thread of the block waits at a barrier.
 bool try_release_barrier() {
   Runtime& r = rt();
-  const Fiber* first = nullptr;
-  for (const Fiber& f : r.fibers) {
-    if (f.wait != Wait::Barrier) return false;
-    if (!first) first = &f;
-  }
+  if (r.at_barrier != r.fibers.size()) return false;
+  const Fiber* first = &r.fibers[0];
   for (const Fiber& f : r.fibers) {
     if (f.line == first->line && std::strcmp(f.file, first->file) == 0) continue;
     char buf[512];
@@ -352,7 +369,7 @@ bool try_release_barrier() {
     r.fault_message = launch_prefix() + buf;
     return true;
   }
-  for (Fiber& f : r.fibers) f.wait = Wait::None;
+  for (Fiber& f : r.fibers) set_wait(f, Wait::None);
   ++r.stats.barriers;
   return true;
 }
@@ -361,7 +378,11 @@ void run_block() {
   Runtime& r = rt();
   const unsigned threads = r.config->block.x * r.config->block.y * r.config->block.z;
   r.fibers.resize(threads);
-  r.warp_priority.resize((threads + 31) / 32);
+  const size_t warps = (threads + 31) / 32;
+  r.warp_priority.resize(warps);
+  r.warp_runnable.assign(warps, 0);
+  r.runnable = threads;
+  r.at_barrier = r.done = 0;
   for (size_t w = 0; w < r.warp_priority.size(); ++w) r.warp_priority[w] = int(w);
   std::shuffle(r.warp_priority.begin(), r.warp_priority.end(), r.rng);
   for (unsigned t = 0; t < threads; ++t) {
@@ -372,6 +393,7 @@ void run_block() {
     f.state.warp = int(t / 32);
     f.state.lane = int(t % 32);
     start_fiber(f);
+    ++r.warp_runnable[f.state.warp];
   }
   for (const auto& [p, n] : r.shared_vars) std::memset(p, 0xff, n);
   while (!r.faulted) {
@@ -380,9 +402,7 @@ void run_block() {
       to_fiber(r.fibers[next]);
       continue;
     }
-    if (std::all_of(r.fibers.begin(), r.fibers.end(),
-                    [](const Fiber& f) { return f.wait == Wait::Done; }))
-      return;
+    if (r.done == r.fibers.size()) return;
     if (try_release_barrier()) continue;
     r.faulted = true;
     r.fault_message = launch_prefix() + "deadlock: a barrier or warp collective that not every "
@@ -417,7 +437,7 @@ void fault(const char* fmt, ...) {
   }
   r.faulted = true;
   r.fault_message = launch_prefix() + where(*r.current) + ": " + buf;
-  r.current->wait = Wait::Done;  // never resumed: the launch is abandoned
+  set_wait(*r.current, Wait::Done);  // never resumed: the launch is abandoned
   to_scheduler();
   __builtin_unreachable();
 }
@@ -429,7 +449,7 @@ void syncthreads(const char* file, int line) {
   f.file = file;
   f.line = line;
   f.mask = 0;
-  f.wait = Wait::Barrier;
+  set_wait(f, Wait::Barrier);
   to_scheduler();
 }
 
@@ -473,7 +493,7 @@ void warp_collective(const char* what, const char* file, int line, unsigned mask
   me.mask = mask;
   me.data = data;
   me.complete = complete;
-  me.wait = Wait::Collective;
+  set_wait(me, Wait::Collective);
   bool all = true;
   for (int l = 0; l < 32 && all; ++l)
     if (mask >> l & 1u) all = lanes[l].wait == Wait::Collective && lanes[l].mask == mask;
@@ -483,7 +503,7 @@ void warp_collective(const char* what, const char* file, int line, unsigned mask
       if (mask >> l & 1u) lane_data[l] = lanes[l].data;
     complete(lane_data, mask, what);
     for (int l = 0; l < 32; ++l)
-      if (mask >> l & 1u) lanes[l].wait = Wait::None;
+      if (mask >> l & 1u) set_wait(lanes[l], Wait::None);
     ++r.stats.collectives;
   }
   to_scheduler();  // a switch point even for the last lane to arrive

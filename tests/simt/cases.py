@@ -1,0 +1,256 @@
+"""The cases of the SIMT emulation tier: every CUDA kernel instantiation of the feature loss,
+emulated, against the float64 reference, and the self-test kernels with what each must show.
+
+Importable without the module (tests/test_simt.py takes the case names from here); run_case()
+runs one case in the process that loaded it (run_cases.py)."""
+import zlib
+from dataclasses import dataclass, field
+
+import torch
+
+DTYPES = {"f32": torch.float32, "f64": torch.float64, "f16": torch.float16, "bf16": torch.bfloat16}
+CRITERIA = ("l1", "mse", "charbonnier", "fro")
+REDUCTIONS = ("mean", "sum", "per_sample")
+# none; full (a mask of x's shape); nchw1 / nhwc1: one channel over contiguous / channels_last x
+MASKS = ("none", "full", "nchw1", "nhwc1")
+# (seed, policy): uniform random, random warp priorities, priorities with random demotions
+SCHEDULES = ((1, 0), (2, 1), (3, 2))
+EPS = 1e-3
+
+
+@dataclass
+class FeatureCase:
+    name: str
+    dtype: str
+    criterion: str
+    reduction: str
+    mask: str
+    shapes: list
+    mask_dtype: str = ""      # default: the input dtype
+    misaligned: bool = False  # x, y, mask start one element into their buffers
+    weights: list = field(default_factory=list)
+
+
+def _feature_cases():
+    # Layer shapes: odd sizes (scalar path and tails), an aligned layer longer than one chunk
+    # (vector path, several chunks and rows), an empty layer (no chunks, launch boundaries).
+    odd, aligned, empty = (2, 3, 5, 7), (2, 16, 40, 40), (2, 0, 4, 4)
+    cases = []
+    for di, dt in enumerate(DTYPES):
+        k = 0
+        for crit in CRITERIA:
+            for mask in MASKS:
+                if crit == "fro" and mask != "none":
+                    continue  # fro takes no masks
+                red = REDUCTIONS[(k + di) % 3]
+                k += 1
+                flat = mask == "none" and red != "per_sample"  # a 1-D layer
+                shapes = [odd, aligned, empty] + ([(1000,)] if flat else [])
+                mask_dtype = "f32" if dt in ("f16", "bf16") and k % 2 else ""
+                cases.append(FeatureCase(f"feature/{dt}-{crit}-{mask}-{red}", dt, crit, red, mask,
+                                         shapes, mask_dtype, weights=[0.5, 2.0, 1.0, 3.0][:len(shapes)]))
+    # More than 24 layers (several launches), empty layers at the boundaries of launch 1 and 2.
+    many = [(2, 3, 4, 1 + i % 5) for i in range(30)]
+    many[23] = many[24] = (2, 0, 4, 4)
+    for red in REDUCTIONS:
+        cases.append(FeatureCase(f"feature/f32-mse-none-{red}-30layers", "f32", "mse", red, "none",
+                                 many))
+    cases.append(FeatureCase("feature/f16-l1-full-per_sample-30layers", "f16", "l1", "per_sample",
+                             "full", many))
+    # Misaligned pointers: every tensor starts one element into its buffer (scalar path).
+    for dt in ("f32", "f16"):
+        cases.append(FeatureCase(f"feature/{dt}-charbonnier-full-mean-misaligned", dt,
+                                 "charbonnier", "mean", "full", [(2, 8, 16, 16)], misaligned=True))
+    # A layer of 1M elements (many blocks).
+    cases.append(FeatureCase("feature/f32-l1-none-mean-1M", "f32", "l1", "mean", "none",
+                             [(4, 64, 64, 64)]))
+    cases.append(FeatureCase("feature/bf16-mse-nchw1-per_sample-1M", "bf16", "mse", "per_sample",
+                             "nchw1", [(4, 64, 64, 64)]))
+    return cases
+
+
+FEATURE_CASES = {c.name: c for c in _feature_cases()}
+
+# Self-tests: name -> what must happen. "ok": runs and gives `expected`; "error: TEXT": the launch
+# fails with TEXT in the message; "garbage": some output is NaN or differs between schedules.
+SELFTESTS = {
+    "block_sum": ("ok", [32896.0] * 4),
+    "atomics": ("ok", [1024.0]),
+    "dynamic_smem": ("ok", [float(i) for i in range(16384)]),
+    "shuffles": ("ok", [float(i + 3 if i + 3 < 32 else i) for i in range(32)]
+                 + [float(i - 5 if i >= 5 else i) for i in range(32)]
+                 + [float(31 - i) for i in range(32)]
+                 + [float(i ^ 1) for i in range(32)] + [1.0] * 32),
+    "missing_syncthreads": ("garbage", None),
+    "unwritten_shared": ("garbage", None),
+    "half_barrier": ("error: deadlock", None),
+    "divergent_barrier": ("error: __syncthreads reached from different lines", None),
+    "half_warp_mask": ("error: is outside the mask 0x0000ffff", None),
+    "source_outside_mask": ("error: which is outside the mask", None),
+    "smem_over_limit": ("error: bytes of dynamic shared memory exceed", None),
+}
+# Crashes the process under AddressSanitizer: run on its own (tests/test_simt.py).
+CRASH_SELFTESTS = {"out_of_bounds": "heap-buffer-overflow"}
+
+CASES = [*FEATURE_CASES, *(f"selftest/{n}" for n in SELFTESTS)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a case (needs the module, passed in).
+
+def _inputs(case: FeatureCase):
+    g = torch.Generator().manual_seed(zlib.crc32(case.name.encode()))
+    dtype = DTYPES[case.dtype]
+    mdtype = DTYPES[case.mask_dtype or case.dtype]
+
+    def place(t):
+        """t in the case's memory layout: one element into its buffer, or channels_last."""
+        if case.misaligned:
+            buf = torch.empty(t.numel() + 1, dtype=t.dtype)
+            buf[1:] = t.reshape(-1)
+            return buf[1:].view(t.shape)
+        if case.mask == "nhwc1" and t.dim() == 4 and t.shape[1] > 1:
+            return t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    xs, ys, ms = [], [], []
+    for shape in case.shapes:
+        x = (torch.randn(shape, generator=g) * 2).to(dtype)
+        y = torch.randn(shape, generator=g).to(dtype)
+        if case.criterion == "l1":  # exact ties: the sign's zero
+            y.view(-1)[::17] = x.view(-1)[::17]
+        xs.append(place(x))
+        ys.append(place(y))
+        if case.mask != "none":
+            mshape = shape if case.mask == "full" else (shape[0], 1, *shape[2:])
+            keep = torch.rand(mshape, generator=g) > 0.3
+            ms.append(place((keep * torch.rand(mshape, generator=g)).to(mdtype)))
+    return xs, ys, ms
+
+
+def _upstream(case, loss):
+    """Upstream gradients: 1, 0.75, 2^16 (GradScaler), and per-sample values."""
+    ups = [1.0, 0.75, 2.0 ** 16]
+    out = [torch.full_like(loss, u) for u in ups]
+    if loss.dim() == 1:
+        out.append(torch.linspace(-2.0, 3.0, loss.numel(), dtype=loss.dtype))
+    return out
+
+
+def _reference(case, xs, ys, ms, upstream):
+    from ganloss_cuda.reference import feature as ref
+
+    x64 = [x.detach().double().requires_grad_() for x in xs]
+    y64 = [y.detach().double().requires_grad_() for y in ys]
+    m64 = [m.double() for m in ms] if ms else None
+    loss = ref.feature_loss(x64, y64, case.weights or None, case.criterion, case.reduction, m64,
+                            EPS)
+    grads = []
+    for u in upstream:
+        gx = torch.autograd.grad(loss, x64 + y64, u.double(), retain_graph=True, allow_unused=True)
+        grads.append([torch.zeros_like(t) if g is None else g for t, g in zip(x64 + y64, gx)])
+    return loss.detach(), grads
+
+
+def _check(actual, expected, dtype, kind, what):
+    """The tests' tolerance rule; a 16-bit gradient whose exact value rounds to +-inf (a sum
+    reduction times 2^16) must be that inf."""
+    from ganloss_cuda._tolerance import assert_close
+
+    try:
+        if kind == "grad" and dtype in (torch.float16, torch.bfloat16):
+            rounded = expected.to(dtype)
+            inf = rounded.isinf()
+            if not torch.equal(actual[inf], rounded[inf]):
+                raise AssertionError("gradients that overflow the dtype are not the same inf")
+            actual, expected = actual[~inf], expected[~inf]
+        assert_close(actual, expected, dtype, kind)
+    except AssertionError as e:
+        raise AssertionError(f"{what}: {e}") from None
+
+
+def _check_stats(stats, xs, ys, args):
+    """Per-segment sums of terms and mask and grad factors, against the CPU kernel's: the same
+    fp64 sums of the same terms in another order."""
+    import ganloss_cuda  # noqa: F401  (registers the ops)
+
+    cpu = torch.ops.ganloss.feature_loss(xs, ys, *args, False, False)[1]
+    scale = cpu.abs().amax(dim=0).clamp_min(1e-300)
+    if not torch.allclose(stats / scale, cpu / scale, rtol=0, atol=1e-12, equal_nan=True):
+        raise AssertionError(f"stats differ from the CPU kernel's:\n{stats}\n{cpu}")
+
+
+def _bits(tensors):
+    return [t.detach().contiguous().view(-1).view(torch.uint8).clone() for t in tensors]
+
+
+def run_feature_case(m, case: FeatureCase):
+    """Forward (loss, stats, gradients for upstream 1), backward and gradient scaling for every
+    upstream gradient against the float64 reference under the first schedule of SCHEDULES; then
+    the forward and the upstream-0.75 backward under the others, bitwise equal to the first."""
+    dtype = DTYPES[case.dtype]
+    xs, ys, ms = _inputs(case)
+    args = (ms, case.weights, case.criterion, case.reduction, EPS)
+    wide = dtype in (torch.float32, torch.float64)  # gradients from the forward
+    first = None
+    for seed, policy in SCHEDULES:
+        m.set_schedule(seed, policy)
+        loss, stats, dxs, dys = m.feature_loss(xs, ys, *args, wide, wide)
+        upstream = _upstream(case, loss)
+        if first is None:
+            ref_loss, ref_grads = _reference(case, xs, ys, ms, upstream)
+            _check(loss, ref_loss, dtype, "loss", "loss")
+            _check_stats(stats, xs, ys, args)
+        outputs = [loss, stats, *dxs, *dys]
+        for k, u in enumerate(upstream):
+            if first is not None and k != 1:  # other schedules: upstream 0.75 only
+                continue
+            bx, by = m.feature_loss_backward(u, stats, xs, ys, *args, True, True)
+            for i, g in enumerate(bx + by):
+                _check(g, ref_grads[k][i], dtype, "grad", f"backward, upstream {k}, gradient {i}")
+            scaled = [t.clone() for t in dxs]
+            if wide:  # the forward's gradients, scaled in place
+                m.feature_loss_scale_grads_(u, stats, case.reduction, scaled)
+                for i, g in enumerate(scaled):
+                    _check(g, ref_grads[k][i], dtype, "grad", f"scaled, upstream {k}, input {i}")
+            if k == 1:
+                outputs += [*bx, *by, *scaled]
+        bits = _bits(outputs)
+        if first is None:
+            first = bits
+        elif any(not torch.equal(a, b) for a, b in zip(first, bits)):
+            raise AssertionError(f"results differ between schedules {SCHEDULES[0]} and "
+                                 f"{(seed, policy)}")
+
+
+def run_selftest(m, name):
+    kind, expected = SELFTESTS[name]
+    size = 16384 if name == "dynamic_smem" else 1024
+    arg = 4 if name in ("block_sum", "atomics", "missing_syncthreads") else 0
+    results = []
+    for seed, policy in SCHEDULES:
+        m.set_schedule(seed, policy)
+        out = torch.zeros(size)
+        try:
+            m.selftest(name, out, arg)
+        except RuntimeError as e:
+            if kind.startswith("error: ") and kind[7:] in str(e):
+                return
+            raise
+        if kind.startswith("error"):
+            raise AssertionError(f"expected a failed launch ({kind}), but it ran")
+        results.append(out)
+    if kind == "ok":
+        for out in results:
+            got = out[:len(expected)].tolist()
+            if got != expected:
+                raise AssertionError(f"got {got[:8]}..., expected {expected[:8]}...")
+    elif kind == "garbage":
+        if not any(o.isnan().any() for o in results) and all(torch.equal(results[0], o) for o in results):
+            raise AssertionError("the bug went unnoticed: no NaN and the same output for every schedule")
+
+
+def run_case(m, name):
+    if name.startswith("selftest/"):
+        return run_selftest(m, name.split("/", 1)[1])
+    return run_feature_case(m, FEATURE_CASES[name])

@@ -108,7 +108,8 @@ def test_partial_warp_names_mask(wmma):
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not found")
 def test_selftest_compiles_with_nvcc(tmp_path):
     cmd = ["nvcc", "-c", "-std=c++17", "-gencode", "arch=compute_80,code=sm_80", "-gencode",
-           "arch=compute_90,code=sm_90", "-I", str(SIMT), str(SIMT / "wmma_selftest.cu"), "-o",
+           "arch=compute_90,code=sm_90", "-I", str(SIMT), "-I", str(SIMT.parent.parent / "csrc"),
+           str(SIMT / "wmma_selftest.cu"), "-o",
            str(tmp_path / "wmma_selftest.o")]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-8000:]

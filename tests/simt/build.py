@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import types
 from pathlib import Path
 
 SIMT = Path(__file__).resolve().parent
@@ -18,6 +19,7 @@ ROOT = SIMT.parent.parent
 # The kernel sources: the checkout's csrc/, or another copy (the mutation script's).
 CSRC = Path(os.environ.get("GANLOSS_SIMT_CSRC", ROOT / "csrc")).resolve()
 NAME = "ganloss_simt"
+STATS = ("launches", "blocks", "switches", "barriers", "collectives", "yields", "shared_vars")
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 # Kernel code (generated <family>_simt.cpp wrappers, self-tests): sanitized and covered. The
 # runtime: sanitized (its fiber switches are announced to ASan), optimised. Host code that sees
@@ -104,7 +106,7 @@ def _ninja_file(directory):
         f"-isystem {p}" for p in [*cpp_extension.include_paths(), sysconfig.get_paths()["include"]]]
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     common = ["-fPIC", "-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
-              f"-DTORCH_EXTENSION_NAME={NAME}", "-DTORCH_API_INCLUDE_EXTENSION_H", *WARNINGS,
+              *WARNINGS,
               *includes]
     libs = " ".join(f"-L{p}" for p in cpp_extension.library_paths())
     lines = ["ninja_required_version = 1.3",
@@ -114,7 +116,7 @@ def _ninja_file(directory):
              "  depfile = $out.d", "  deps = gcc",
              "rule link",
              f"  command = c++ -shared $in {' '.join(SANITIZE)} --coverage {libs} "
-             "-lc10 -ltorch_cpu -ltorch -ltorch_python -o $out"]
+             "-lc10 -ltorch_cpu -o $out"]
     objects = []
     for src, flags in sources(directory):
         obj = f"{src.stem}.o"
@@ -156,17 +158,21 @@ def build(verbose=False):
 
 
 def load(verbose=False):
-    """In a process started with asan_env(): builds (incrementally) and imports the module. The
-    compilers it starts must not inherit the preload."""
-    import importlib.util
-
+    """In a process started with asan_env(): builds (incrementally) and loads the module, and
+    returns its ops (torch.ops.ganloss_simt) as one object: feature_loss, ..., selftest, and
+    stats() as a dict, SELFTESTS as a list. The compilers it starts must not inherit the
+    preload."""
     os.environ.pop("LD_PRELOAD", None)
     path = build(verbose)
-    import torch  # noqa: F401  (the module links against torch's libraries)
+    import torch
 
-    spec = importlib.util.spec_from_file_location(NAME, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    torch.ops.load_library(str(path))
+    ops = torch.ops.ganloss_simt
+    names = ("feature_loss", "feature_loss_backward", "feature_loss_scale_grads_",
+             "set_schedule", "reset_stats", "selftest")
+    module = types.SimpleNamespace(**{n: getattr(ops, n) for n in names})
+    module.stats = lambda: dict(zip(STATS, ops.stats()))
+    module.SELFTESTS = ops.selftest_names().split()
     return module
 
 

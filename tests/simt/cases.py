@@ -93,6 +93,8 @@ SELFTESTS = {
 CRASH_SELFTESTS = {"out_of_bounds": "heap-buffer-overflow"}
 
 CASES = [*FEATURE_CASES, *(f"selftest/{n}" for n in SELFTESTS)]
+# The CUDA ops each family's cases exercise (case names start with "<family>/").
+OPS = {"feature": ["feature_loss", "feature_loss_backward", "feature_loss_scale_grads_"]}
 
 
 # ---------------------------------------------------------------------------------------------

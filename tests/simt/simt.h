@@ -45,7 +45,8 @@ struct ThreadState {
 struct BlockState {
   uint3 block_idx;
   dim3 block_dim, grid_dim;
-  unsigned char* dynamic_smem;
+  unsigned char* dynamic_smem;  // 128-byte aligned
+  size_t dynamic_smem_bytes;
 };
 const ThreadState& this_thread();
 const BlockState& this_block();

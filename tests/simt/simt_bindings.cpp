@@ -1,7 +1,8 @@
-// Python module of the SIMT emulation tier: the CUDA ops' stream-level drivers
-// (csrc/cuda/<family>_driver.cpp) on CPU tensors, running the emulated kernels, plus the
-// scheduler's controls and the self-test kernels (selftest_kernels.cu).
-#include <torch/extension.h>
+// Ops of the SIMT emulation tier (namespace ganloss_simt, CPU tensors): the CUDA ops'
+// stream-level drivers (csrc/cuda/<family>_driver.cpp) running the emulated kernels, the
+// scheduler's controls and the self-test kernels (selftest_kernels.cu, wmma_selftest.cu).
+// build.load() wraps them in a module object.
+#include <torch/library.h>
 
 #include "cuda/feature_driver.h"
 #include "selftest.h"
@@ -9,55 +10,71 @@
 
 namespace {
 
-c10::List<std::optional<at::Tensor>> optional_list(const std::vector<std::optional<at::Tensor>>& v) {
-  c10::List<std::optional<at::Tensor>> out;
-  for (const auto& t : v) out.push_back(t);
-  return out;
+std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss(
+    at::TensorList inputs, at::TensorList targets,
+    const c10::List<std::optional<at::Tensor>>& masks, at::ArrayRef<double> weights,
+    c10::string_view criterion, c10::string_view reduction, double eps, bool input_grad,
+    bool target_grad) {
+  return ganloss::run_feature_loss(inputs, targets, masks, weights, criterion, reduction, eps,
+                                   input_grad, target_grad, nullptr);
+}
+
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backward(
+    const at::Tensor& grad, const at::Tensor& stats, at::TensorList inputs, at::TensorList targets,
+    const c10::List<std::optional<at::Tensor>>& masks, at::ArrayRef<double> weights,
+    c10::string_view criterion, c10::string_view reduction, double eps, bool input_grad,
+    bool target_grad) {
+  return ganloss::run_feature_loss_backward(grad, stats, inputs, targets, masks, weights,
+                                            criterion, reduction, eps, input_grad, target_grad,
+                                            nullptr);
+}
+
+void feature_loss_scale_grads_(const at::Tensor& grad, const at::Tensor& stats,
+                               c10::string_view reduction, at::TensorList grads) {
+  ganloss::run_feature_loss_scale_grads(grad, stats, reduction, grads, nullptr);
+}
+
+void set_schedule(int64_t seed, int64_t policy) {
+  TORCH_CHECK_VALUE(policy >= 0 && policy <= 2, "policy must be 0, 1 or 2, got ", policy);
+  simt::set_schedule(uint64_t(seed), simt::Policy(policy));
+}
+
+// launches, blocks, switches, barriers, collectives, yields, shared_vars (build.STATS).
+std::vector<int64_t> stats() {
+  const simt::Stats s = simt::stats();
+  return {int64_t(s.launches), int64_t(s.blocks), int64_t(s.switches), int64_t(s.barriers),
+          int64_t(s.collectives), int64_t(s.yields), int64_t(s.shared_vars)};
+}
+
+void selftest(c10::string_view name, const at::Tensor& out, int64_t arg) {
+  TORCH_CHECK_VALUE(out.is_contiguous() && out.scalar_type() == at::kFloat,
+                    "out must be a contiguous float32 tensor");
+  const cudaError_t err = simt_selftest::run(std::string(name), out.data_ptr<float>(),
+                                             out.numel(), arg);
+  TORCH_CHECK(err == cudaSuccess, cudaGetErrorString(err));
+}
+
+// The self-tests' names, joined by spaces (an op cannot return a list of strings).
+std::string selftest_names() {
+  std::string all;
+  for (const std::string& n : simt_selftest::names()) all += (all.empty() ? "" : " ") + n;
+  return all;
 }
 
 }  // namespace
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  using Tensors = std::vector<at::Tensor>;
-  using Masks = std::vector<std::optional<at::Tensor>>;
-  m.def("feature_loss", [](const Tensors& inputs, const Tensors& targets, const Masks& masks,
-                           const std::vector<double>& weights, const std::string& criterion,
-                           const std::string& reduction, double eps, bool input_grad,
-                           bool target_grad) {
-    return ganloss::run_feature_loss(inputs, targets, optional_list(masks), weights, criterion,
-                                     reduction, eps, input_grad, target_grad, nullptr);
-  });
-  m.def("feature_loss_backward",
-        [](const at::Tensor& grad, const at::Tensor& stats, const Tensors& inputs,
-           const Tensors& targets, const Masks& masks, const std::vector<double>& weights,
-           const std::string& criterion, const std::string& reduction, double eps,
-           bool input_grad, bool target_grad) {
-          return ganloss::run_feature_loss_backward(grad, stats, inputs, targets,
-                                                    optional_list(masks), weights, criterion,
-                                                    reduction, eps, input_grad, target_grad,
-                                                    nullptr);
-        });
-  m.def("feature_loss_scale_grads_", [](const at::Tensor& grad, const at::Tensor& stats,
-                                        const std::string& reduction, const Tensors& grads) {
-    ganloss::run_feature_loss_scale_grads(grad, stats, reduction, grads, nullptr);
-  });
-  m.def("set_schedule", [](uint64_t seed, int policy) {
-    TORCH_CHECK_VALUE(policy >= 0 && policy <= 2, "policy must be 0, 1 or 2");
-    simt::set_schedule(seed, simt::Policy(policy));
-  });
-  m.def("reset_stats", &simt::reset_stats);
-  m.def("stats", [] {
-    const simt::Stats s = simt::stats();
-    return std::map<std::string, uint64_t>{
-        {"launches", s.launches}, {"blocks", s.blocks}, {"switches", s.switches},
-        {"barriers", s.barriers}, {"collectives", s.collectives}, {"yields", s.yields},
-        {"shared_vars", s.shared_vars}};
-  });
-  m.def("selftest", [](const std::string& name, at::Tensor out, int64_t arg) {
-    TORCH_CHECK_VALUE(out.is_contiguous() && out.scalar_type() == at::kFloat,
-                      "out must be a contiguous float32 tensor");
-    const cudaError_t err = simt_selftest::run(name, out.data_ptr<float>(), out.numel(), arg);
-    if (err != cudaSuccess) throw std::runtime_error(cudaGetErrorString(err));
-  });
-  m.attr("SELFTESTS") = simt_selftest::names();
+TORCH_LIBRARY(ganloss_simt, m) {
+  m.def("feature_loss(Tensor[] inputs, Tensor[] targets, Tensor?[] masks, float[] weights, "
+        "str criterion, str reduction, float eps, bool input_grad, bool target_grad) -> "
+        "(Tensor, Tensor, Tensor[], Tensor[])", &feature_loss);
+  m.def("feature_loss_backward(Tensor grad, Tensor stats, Tensor[] inputs, Tensor[] targets, "
+        "Tensor?[] masks, float[] weights, str criterion, str reduction, float eps, "
+        "bool input_grad, bool target_grad) -> (Tensor[], Tensor[])", &feature_loss_backward);
+  m.def("feature_loss_scale_grads_(Tensor grad, Tensor stats, str reduction, "
+        "Tensor(a!)[] grads) -> ()", &feature_loss_scale_grads_);
+  m.def("set_schedule(int seed, int policy) -> ()", &set_schedule);
+  m.def("reset_stats() -> ()", &simt::reset_stats);
+  m.def("stats() -> int[]", &stats);
+  m.def("selftest(str name, Tensor(a!) out, int arg) -> ()", &selftest);
+  m.def("selftest_names() -> str", &selftest_names);
 }

@@ -540,17 +540,23 @@ void run_grid(const LaunchConfig& config, void (*body)(void*), void* context) {
   std::vector<uint64_t> order(blocks);
   for (uint64_t i = 0; i < blocks; ++i) order[i] = i;
   std::shuffle(order.begin(), order.end(), r.rng);
-  std::vector<unsigned char> smem;
   for (uint64_t id : order) {
     r.block.block_idx = {unsigned(id % g.x), unsigned(id / g.x % g.y), unsigned(id / (uint64_t(g.x) * g.y))};
     r.block.block_dim = b;
     r.block.grid_dim = g;
-    // A fresh exact-size allocation per block (AddressSanitizer sees overruns), filled with 0xff.
-    smem.assign(config.dynamic_smem_bytes, 0xff);
-    smem.shrink_to_fit();
-    r.block.dynamic_smem = config.dynamic_smem_bytes ? smem.data() : nullptr;
+    // A fresh exact-size, 128-byte aligned allocation per block (AddressSanitizer sees
+    // overruns), filled with 0xff.
+    void* smem = nullptr;
+    if (config.dynamic_smem_bytes && posix_memalign(&smem, 128, config.dynamic_smem_bytes) != 0) {
+      std::perror("simt: dynamic shared memory");
+      std::abort();
+    }
+    if (smem) std::memset(smem, 0xff, config.dynamic_smem_bytes);
+    r.block.dynamic_smem = static_cast<unsigned char*>(smem);
+    r.block.dynamic_smem_bytes = config.dynamic_smem_bytes;
     ++r.stats.blocks;
     run_block();
+    std::free(smem);
     if (r.faulted) {
       set_error(cudaErrorLaunchFailure, r.fault_message);
       break;

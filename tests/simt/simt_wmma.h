@@ -25,10 +25,7 @@
 // pointer that is not 256-bit (32-byte) aligned, a layout_t that is neither mem_row_major nor
 // mem_col_major, lanes of one call that pass different pointers, ldm or layouts, or lanes that
 // pass the same fragment. Memory is read and written element by element, so AddressSanitizer
-// checks every access. The dynamic shared memory of a block starts 32-byte aligned on hardware
-// when the kernel has no static __shared__ variables, but the emulator's allocation of it may be
-// aligned to 16 bytes only: then a pointer at most 227 KB past its start is checked for alignment
-// relative to its start.
+// checks every access (the emulator's dynamic shared memory is 128-byte aligned).
 //
 // mma_sync: D = A * B + C with every product and sum in fp32: for each element of D, in this
 // order, acc = C[m][n]; acc = acc + A[m][k] * B[k][n] for k = 0, 1, ..., K-1 (each product is
@@ -236,12 +233,7 @@ void check_memory(const char* what, const char* file, int line, const void* p, u
   if (layout != mem_row_major && layout != mem_col_major)
     ::simt::fault("%s at %s:%d: layout %d is neither mem_row_major nor mem_col_major", what, file,
                   line, layout);
-  uintptr_t address = reinterpret_cast<uintptr_t>(p);
-  // The emulator's dynamic shared memory may start at a 16-byte boundary only: a pointer into it
-  // (within the largest size) is then checked relative to its start.
-  const uintptr_t smem = reinterpret_cast<uintptr_t>(::simt::this_block().dynamic_smem);
-  if (smem % 32 != 0 && address >= smem && address - smem < 227 * 1024) address -= smem;
-  if (address % 32 != 0)
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0)
     ::simt::fault("%s at %s:%d: the pointer %p is not 256-bit (32-byte) aligned", what, file, line,
                   p);
 }

@@ -24,7 +24,7 @@
 #include <new>
 #include <type_traits>
 
-#include "../../csrc/cuda/cuda_helpers.cuh"
+#include "cuda/cuda_helpers.cuh"
 #include "selftest.h"
 
 using namespace nvcuda;

@@ -40,7 +40,7 @@ if os.environ.get("GANLOSS_CUDA_NO_BUILD") != "1":
 
 setup(
     packages=find_packages(include=["ganloss_cuda", "ganloss_cuda.*"]),
-    package_data={"ganloss_cuda": ["_build_info.json"]},
+    package_data={"ganloss_cuda": ["_build_info.json", "kernel_status.json"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -46,8 +46,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     facts = info.build_facts()
-    for key, value in facts.items():
-        print(f"{key:12s} {value}")
+    info.print_facts(facts)
     if args.info:
         return 0
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -1,10 +1,11 @@
 """What the package reports and declares about its build: `python -m ganloss_cuda.info` (run in a
 fresh interpreter), the csrc hash against its documented definition, and the dependencies."""
+import json
 import re
 
 import pytest
 
-from _subprocess import CSRC, ROOT, clean_env, package_module, run_ok
+from _subprocess import CSRC, ROOT, clean_env, code, package_module, run_json, run_ok
 
 pytestmark = pytest.mark.extension_not_loaded
 _build = package_module("_build")
@@ -47,3 +48,26 @@ def test_numpy_is_a_dependency():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert any(re.match(r"numpy\b", dep) for dep in project["dependencies"])
+
+
+def test_info_reports_what_verified_each_cuda_op(info_output, tmp_path):
+    """One cuda_verified line per op; the emulation verdict follows kernel_status.json's csrc
+    hash (this csrc: passed; another: stale; failed cases: FAILED)."""
+    assert "cuda_verified" in info_output
+    status = tmp_path / "kernel_status.json"
+    here = _build.csrc_hash(CSRC)
+    verdicts = {}
+    for name, csrc, passed in (("now", here, True), ("old", "0" * 64, True), ("bad", here, False)):
+        status.write_text(json.dumps({"emulation": {
+            "csrc_hash": csrc, "date": "D", "ops": {"feature_loss": {"passed": passed, "cases": 1}}}}))
+        _, out, _ = run_json(code(f"""
+            import json, pathlib, ganloss_cuda.info as i
+            i.STATUS_FILE = pathlib.Path({str(status)!r})
+            print(json.dumps(i.cuda_verification({here!r})))
+            """), clean_env(GANLOSS_CUDA_NO_JIT=1), timeout=300)
+        verdicts[name] = out
+    assert verdicts["now"]["feature_loss"]["emulation"] == "passed at this csrc (D)"
+    assert verdicts["old"]["feature_loss"]["emulation"].startswith("passed at an older csrc 000000")
+    assert verdicts["bad"]["feature_loss"]["emulation"].startswith("FAILED")
+    assert verdicts["now"]["feature_loss_backward"]["emulation"] == "never run"
+    assert verdicts["now"]["feature_loss"]["gpu"] == "never"  # no GPU results file yet

@@ -34,8 +34,10 @@ WORKER_TIMEOUT = 900
 def _run_workers(out_dir: Path):
     """Builds the module once, then runs every case in WORKERS processes; returns (records by
     case, [(returncode, stderr tail, last started case)] of workers that failed)."""
-    subprocess.run([sys.executable, str(build.SIMT / "build.py")], check=True,
-                   capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, str(build.SIMT / "build.py")], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"building the SIMT module failed:\n{(proc.stdout + proc.stderr)[-8000:]}")
     for gcda in build.build_dir().glob("*.gcda"):
         gcda.unlink()  # coverage of this run only
     procs = []

@@ -80,3 +80,14 @@ def record(records: dict, report: dict):
         "line_coverage_percent": report["total"]["percent"], "ops": ops}
     status.setdefault("gpu", {})
     STATUS_FILE.write_text(json.dumps(status, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":  # the table of the last run of the tier (tests/test_simt.py)
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import build
+
+    if not any(build.build_dir().glob("*.gcda")):
+        sys.exit(f"no coverage data in {build.build_dir()}: run the tier first")
+    print(format_table(collect(build.build_dir(), build.CSRC)))

@@ -5,15 +5,16 @@
 // Every layer l is viewed as [R_l, row_len_l] rows in a dense layout: one row per sample when
 // the reduction is per sample or a one-channel mask needs the sample index, else the whole layer
 // as one row (so the cost never depends on how a layer is split along dim 0). Work is split into
-// chunks of at most kChunk elements that never straddle a row. A reduction group ("segment") is
-// a whole layer (mean, sum) or one sample (per_sample). Terms are computed in the accumulation
-// type (fp32, fp64 for fp64 inputs) and summed in fp64; chunk sums are reduced in a fixed order
-// into segments, segments into the loss: the result is bitwise reproducible and independent of
-// the number of threads or blocks.
+// chunks of `chunk` elements (chunk_elements(): from the shapes alone) that never straddle a row.
+// A reduction group ("segment") is a whole layer (mean, sum) or one sample (per_sample). Terms are
+// computed in the accumulation type (fp32, fp64 for fp64 inputs) and summed in fp64; chunk sums
+// are reduced in a fixed order into segments, segments into the loss: the result is bitwise
+// reproducible and independent of the number of threads or blocks.
 #pragma once
 
 #include <type_traits>
 
+#include "fast_divider.h"
 #include "hd.h"
 
 namespace ganloss {
@@ -31,27 +32,38 @@ enum class Reduction : int32_t {
   PerSample = 2,  // vector [N]: mean over each sample's elements (masked: / the sample's mask sum)
 };
 
-constexpr int64_t kChunk = 16384;     // elements per work unit: one CUDA block, one CPU task
 constexpr int kMaxLayersPerLaunch = 24;  // layers per by-value CUDA parameter block (< 4 KB)
 constexpr int kStatCols = 3;          // per-segment stats: sum of terms, sum of mask, grad factor
+
+// Where the mask value of element j of row r is: mask[r * mask_mod + (j / mask_div(L)) % mask_mod].
+enum class MaskKind : int32_t {
+  Full = 0,         // the input's shape and layout: j
+  ChannelNCHW = 1,  // one channel over contiguous (N, C, ...), HW pixels: j % HW
+  ChannelNHWC = 2,  // one channel over channels_last (N, H, W, C), or (N, C, 1...): j / C
+};
 
 struct FeatureLayer {
   const void* x;              // input, [rows, row_len] dense
   const void* y;              // target, same layout as x
   void* dx;                   // gradient wrt x, same layout (nullptr: not computed)
   void* dy;                   // gradient wrt y, same layout (nullptr: not computed)
-  const void* mask;           // element weights in the accumulation type (nullptr: none), see mask_at()
+  const void* mask;           // element weights (nullptr: none) in the input's dtype, or in the
+                              // accumulation type when mask_is_acc
   int64_t rows;               // R: N, or 1 when the layer is read as one row (0 if empty)
   int64_t row_len;            // numel / R
   int64_t rows_per_segment;   // 1 (per_sample) or R (mean, sum: the whole layer); at least 1
   int64_t segments;           // reduction groups: N (per_sample) or 1
-  int64_t mask_div;           // mask element of (r, j) = mask[r * mask_mod + (j / mask_div) % mask_mod]
-  int64_t mask_mod;
-  int64_t chunks_per_row;     // ceil(row_len / kChunk)
+  int64_t mask_mod;           // mask elements per row: row_len (Full) or HW (one channel)
+  int64_t chunk;              // elements per chunk (the same in every layer of an op)
+  int64_t chunks_per_row;     // ceil(row_len / chunk)
   int64_t chunk_begin;        // global index of the layer's first chunk
   int64_t seg_begin;          // global index of the layer's first segment
   double weight;              // per-layer weight w_l
   double grad_scale;          // static part of d loss / d term, see static_grad_scale()
+  FastDivider row_of_chunk;   // by chunks_per_row; a layer has fewer than 2^31 chunks
+  FastDivider mask_divider;   // by HW (ChannelNCHW) or C (ChannelNHWC); then row_len < 2^31
+  MaskKind mask_kind;
+  bool mask_is_acc;           // the mask is in the accumulation type (else in the input's dtype)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -80,9 +92,10 @@ GANLOSS_HD A criterion_grad(A d, A eps) {
   if constexpr (C == Criterion::Charbonnier) return d / sqrt_(d * d + eps);
 }
 
-template <typename A>
-GANLOSS_HD A mask_at(const FeatureLayer& L, int64_t row, int64_t j) {
-  return static_cast<const A*>(L.mask)[row * L.mask_mod + (j / L.mask_div) % L.mask_mod];
+// Mask index of element j: (j / mask_div(L)) % mask_mod, where mask_div is the number of
+// consecutive elements that share a mask value (C for ChannelNHWC, else 1).
+GANLOSS_HD int64_t mask_div(const FeatureLayer& L) {
+  return L.mask_kind == MaskKind::ChannelNHWC ? L.mask_divider.divisor : 1;
 }
 
 // Gradient of one element: scale * rho'(d) [* m], all in the accumulation type. The
@@ -109,23 +122,42 @@ struct ChunkRange {
   int64_t end;    // one past the last element (within row r)
 };
 
-GANLOSS_HD int64_t chunks_per_row(int64_t row_len) { return (row_len + kChunk - 1) / kChunk; }
+// Chunk sizes are multiples of one CUDA block's step (kBlockThreads threads x kVectorsInFlight
+// 16-byte vectors), at most kMaxChunk, and small enough that a problem of at least
+// kTargetChunks steps gets kTargetChunks chunks or more (two blocks per SM of a 132-SM GPU):
+// chosen from the element count and dtype alone, so the same shapes sum in the same order on any
+// device and on the CPU.
+constexpr int64_t kBlockThreads = 256;
+constexpr int64_t kVectorsInFlight = 4;
+constexpr int64_t kMaxChunk = 16384;
+constexpr int64_t kTargetChunks = 264;
+
+inline int64_t chunk_elements(int64_t total_elements, int64_t itemsize) {
+  const int64_t step = kBlockThreads * kVectorsInFlight * (16 / itemsize);
+  const int64_t steps = total_elements / (kTargetChunks * step);
+  return step * (steps < 1 ? 1 : steps > kMaxChunk / step ? kMaxChunk / step : steps);
+}
+
+GANLOSS_HD int64_t chunks_per_row(int64_t row_len, int64_t chunk) {
+  return (row_len + chunk - 1) / chunk;
+}
 
 // The layer owning a chunk is the last one that starts at or before it (empty layers own none).
 GANLOSS_HD ChunkRange locate_chunk(const FeatureLayer* layers, int num_layers, int64_t chunk) {
   int l = 0;
   while (l + 1 < num_layers && layers[l + 1].chunk_begin <= chunk) ++l;
   const FeatureLayer& L = layers[l];
-  const int64_t local = chunk - L.chunk_begin;
-  const int64_t row = local / L.chunks_per_row;
-  const int64_t begin = (local % L.chunks_per_row) * kChunk;
-  const int64_t end = begin + kChunk < L.row_len ? begin + kChunk : L.row_len;
+  const uint32_t local = uint32_t(chunk - L.chunk_begin);
+  const uint32_t row = L.row_of_chunk.div(local);
+  const int64_t begin = int64_t(local - row * L.row_of_chunk.divisor) * L.chunk;
+  const int64_t end = begin + L.chunk < L.row_len ? begin + L.chunk : L.row_len;
   return {l, row, begin, end};
 }
 
 // The segment of row r within its layer (0 .. segments-1), e.g. the index of its upstream gradient.
+// rows_per_segment is 1 or all rows, so this is row / rows_per_segment without a division.
 GANLOSS_HD int64_t local_segment(const FeatureLayer& L, int64_t row) {
-  return row / L.rows_per_segment;
+  return L.rows_per_segment == 1 ? row : 0;
 }
 
 // Chunks [first, first + count) of the layer hold the elements of local segment s, in row order.

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "../plan/feature_plan.h"
@@ -28,31 +29,39 @@ namespace {
 // no conditional (masked) stores.
 enum GradOut { kNoGrad = 0, kDx = 1, kDy = 2, kDxDy = 3 };
 
-// The chunk's mask values m[k] for its elements k = 0 .. end - begin, without a division per
-// element: read in place where they are consecutive in the mask (a full mask, or a one-channel
-// mask over contiguous (N, C, ...) features when the chunk stays within one channel), else
-// copied run by run into a per-thread buffer (each value repeated mask_div = C times over
-// channels_last features).
-template <typename A>
-const A* chunk_mask(const FeatureLayer& L, const ChunkRange& r) {
-  const A* row_mask = static_cast<const A*>(L.mask) + r.row * L.mask_mod;
-  const int64_t first = (r.begin / L.mask_div) % L.mask_mod;
-  if (L.mask_div == 1 && first + (r.end - r.begin) <= L.mask_mod) return row_mask + first;
-  thread_local std::vector<A> buf(kChunk);
+// The chunk's mask values m[k] in the accumulation type A for its elements k = 0 .. end - begin,
+// without a division per element: read in place where they are consecutive in an A mask (a full
+// mask, or a one-channel mask over contiguous (N, C, ...) features when the chunk stays within
+// one channel), else copied (converted from the input's dtype M) run by run into a per-thread
+// buffer (each value repeated mask_div = C times over channels_last features).
+template <typename A, typename M>
+const A* chunk_mask_as(const FeatureLayer& L, const ChunkRange& r) {
+  const M* row_mask = static_cast<const M*>(L.mask) + r.row * L.mask_mod;
+  const int64_t div = mask_div(L);
+  const int64_t first = (r.begin / div) % L.mask_mod;
+  if (std::is_same_v<A, M> && div == 1 && first + (r.end - r.begin) <= L.mask_mod)
+    return reinterpret_cast<const A*>(row_mask + first);
+  thread_local std::vector<A> buf(kMaxChunk);
   for (int64_t j = r.begin; j < r.end;) {
-    const int64_t i = (j / L.mask_div) % L.mask_mod;
+    const int64_t i = (j / div) % L.mask_mod;
     A* out = buf.data() + (j - r.begin);
-    if (L.mask_div == 1) {
+    if (div == 1) {
       const int64_t n = std::min(r.end - j, L.mask_mod - i);
       std::copy_n(row_mask + i, n, out);
       j += n;
     } else {
-      const int64_t n = std::min(r.end - j, L.mask_div - j % L.mask_div);
-      std::fill_n(out, n, row_mask[i]);
+      const int64_t n = std::min(r.end - j, div - j % div);
+      std::fill_n(out, n, A(row_mask[i]));
       j += n;
     }
   }
   return buf.data();
+}
+
+template <typename T>
+const acc_t<T>* chunk_mask(const FeatureLayer& L, const ChunkRange& r) {
+  using A = acc_t<T>;
+  return L.mask_is_acc ? chunk_mask_as<A, A>(L, r) : chunk_mask_as<A, T>(L, r);
 }
 
 // The chunk's elements k = 0 .. n of x, y, dx, dy (dx, dy null when not written).
@@ -205,7 +214,6 @@ feature_loss_cpu(at::TensorList inputs, at::TensorList targets,
     dispatch_criterion(p.criterion, [&](auto crit) {
       constexpr Criterion C = decltype(crit)::value;
       for_each_chunk(p, [&](int64_t c, const ChunkRange& r) {
-        using A = acc_t<scalar_t>;
         const FeatureLayer& L = p.layers[r.layer];
         const ChunkData<scalar_t> data = chunk_data<scalar_t>(L, r);
         double* out = &partials[2 * c];
@@ -213,7 +221,7 @@ feature_loss_cpu(at::TensorList inputs, at::TensorList targets,
         dispatch_grad_out(grads, [&](auto g) {
           constexpr int Out = decltype(g)::value;
           if (L.mask) {
-            forward_chunk<scalar_t, C, true, Out>(data, chunk_mask<A>(L, r), p.eps, L.grad_scale, out);
+            forward_chunk<scalar_t, C, true, Out>(data, chunk_mask<scalar_t>(L, r), p.eps, L.grad_scale, out);
           } else {
             forward_chunk<scalar_t, C, false, Out>(data, nullptr, p.eps, L.grad_scale, out);
           }
@@ -239,12 +247,11 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backwa
     dispatch_criterion(p.criterion, [&](auto crit) {
       constexpr Criterion C = decltype(crit)::value;
       for_each_chunk(p, [&](int64_t, const ChunkRange& r) {
-        using A = acc_t<scalar_t>;
         const FeatureLayer& L = p.layers[r.layer];
         const ChunkData<scalar_t> data = chunk_data<scalar_t>(L, r);
         const double factor = segment_factor(p, r, g, st);
         if (L.mask) {
-          backward_chunk<scalar_t, C, true>(data, chunk_mask<A>(L, r), p.eps, L.grad_scale, factor);
+          backward_chunk<scalar_t, C, true>(data, chunk_mask<scalar_t>(L, r), p.eps, L.grad_scale, factor);
         } else {
           backward_chunk<scalar_t, C, false>(data, nullptr, p.eps, L.grad_scale, factor);
         }

@@ -1,5 +1,6 @@
 #include "feature_plan.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "checks.h"
@@ -35,8 +36,9 @@ bool read_as_is(const at::Tensor& x, const at::Tensor& y) {
 // How the kernels see a layer: [rows, row_len] with the reduction groups over rows (see
 // FeatureLayer), and the mask indexing. One row per sample only where the sample index is needed
 // (per_sample, or a one-channel mask broadcast over channels); else the whole layer is one row, so
-// a (10^7,) tensor costs what a (1, 10^7) one does. Sets mask to a non-null placeholder when the
-// pointers are filled by the caller.
+// a (10^7,) tensor costs what a (1, 10^7) one does. A one-channel mask over samples of 2^31
+// elements or more is read as a full mask (expanded by the caller), so that the kernels' mask
+// index math stays in 32 bits. Chunks are assigned later (assign_chunks).
 FeatureLayer layer_view(const at::Tensor& x, const std::optional<at::Tensor>& mask,
                         Reduction reduction, bool channels_last) {
   FeatureLayer L{};
@@ -47,15 +49,34 @@ FeatureLayer layer_view(const at::Tensor& x, const std::optional<at::Tensor>& ma
   L.rows = numel == 0 ? 0 : (per_sample || channel_mask ? n : 1);
   L.row_len = L.rows > 0 ? numel / L.rows : 0;
   L.rows_per_segment = per_sample || L.rows == 0 ? 1 : L.rows;
-  L.chunks_per_row = chunks_per_row(L.row_len);
-  L.mask_div = 1;
-  L.mask_mod = L.row_len > 0 ? L.row_len : 1;  // a full mask: element j of row r is r * row_len + j
-  if (channel_mask && numel > 0) {  // (N, 1, ...) over (N, C, ...): one mask row per sample
+  L.mask_kind = MaskKind::Full;  // element j of row r is r * row_len + j
+  L.mask_mod = L.row_len > 0 ? L.row_len : 1;
+  L.mask_divider = make_fast_divider(1);
+  if (channel_mask && numel > 0 && L.row_len < (int64_t(1) << 31)) {  // (N, 1, ...) over (N, C, ...)
     const int64_t channels = x.size(1);
-    L.mask_mod = L.row_len / channels;                         // pixels per sample
-    L.mask_div = channels_last || L.mask_mod == 1 ? channels : 1;  // channels per mask value
+    L.mask_mod = L.row_len / channels;  // pixels per sample
+    const bool nhwc = channels_last || L.mask_mod == 1;  // channels per mask value
+    L.mask_kind = nhwc ? MaskKind::ChannelNHWC : MaskKind::ChannelNCHW;
+    L.mask_divider = make_fast_divider(uint32_t(nhwc ? channels : L.mask_mod));
   }
   return L;
+}
+
+// The chunk size from the op's element count and dtype (chunk_elements, the same rule for the CPU
+// and CUDA kernels), then every layer's chunks, in layer order.
+void assign_chunks(FeaturePlan& p, int64_t itemsize) {
+  int64_t total = 0;
+  for (const FeatureLayer& L : p.layers) total += L.rows * L.row_len;
+  const int64_t chunk = chunk_elements(total, itemsize);
+  for (FeatureLayer& L : p.layers) {
+    L.chunk = chunk;
+    L.chunks_per_row = chunks_per_row(L.row_len, chunk);
+    TORCH_CHECK_VALUE(L.rows * L.chunks_per_row < (int64_t(1) << 31), "a layer of ",
+                      L.rows * L.row_len, " elements is too large");
+    L.row_of_chunk = make_fast_divider(uint32_t(std::max<int64_t>(L.chunks_per_row, 1)));
+    L.chunk_begin = p.total_chunks;
+    p.total_chunks += L.rows * L.chunks_per_row;
+  }
 }
 
 // A mask has the shape of its input, or that shape with 1 channel (dim 1) broadcast over channels.
@@ -138,21 +159,22 @@ FeaturePlan plan_feature_loss(at::TensorList inputs, at::TensorList targets,
     FeatureLayer L = layer_view(x, mask, p.reduction, channels_last);
     L.x = xd.data_ptr();
     L.y = yd.data_ptr();
-    if (mask && x.numel() > 0) {  // element weights in the accumulation type, in x's layout
-      const bool full = mask->sizes() == x.sizes();
+    if (mask && x.numel() > 0) {  // a full mask in x's layout; read in x's dtype or in fp32/fp64
+      const bool full = L.mask_kind == MaskKind::Full;
       const auto format = full && channels_last ? at::MemoryFormat::ChannelsLast
                                                 : at::MemoryFormat::Contiguous;
       const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-      const at::Tensor md = mask->to(acc).contiguous(format);
+      const bool native = mask->scalar_type() == x.scalar_type() || mask->scalar_type() == acc;
+      const at::Tensor m = full ? mask->expand_as(x) : *mask;
+      const at::Tensor md = (native ? m : m.to(acc)).contiguous(format);
       p.keep.push_back(md);
       L.mask = md.data_ptr();
+      L.mask_is_acc = md.scalar_type() == acc;
     }
     L.weight = weights.empty() ? 1.0 : weights[i];
     L.grad_scale = static_grad_scale(p.criterion, p.reduction, L.mask != nullptr, L.weight,
                                      L.rows_per_segment * L.row_len);
-    L.chunk_begin = p.total_chunks;
     L.seg_begin = p.total_segments;
-    p.total_chunks += L.rows * L.chunks_per_row;
     p.total_segments += L.segments;
     if (input_grad) {
       p.input_grads.push_back(at::empty_like(xd));
@@ -164,6 +186,7 @@ FeaturePlan plan_feature_loss(at::TensorList inputs, at::TensorList targets,
     }
     p.layers.push_back(L);
   }
+  assign_chunks(p, x0.element_size());
 
   if (outputs) {
     const auto out_dtype = x0.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -230,12 +253,11 @@ FeaturePlan plan_feature_loss_scale_grads(const at::Tensor& grad, const at::Tens
         name, " must be contiguous or channels_last");
     FeatureLayer L = layer_view(g, std::nullopt, p.reduction, /*channels_last=*/false);
     L.dx = g.data_ptr();
-    L.chunk_begin = p.total_chunks;
     L.seg_begin = p.total_segments;
-    p.total_chunks += L.rows * L.chunks_per_row;
     p.total_segments += L.segments;
     p.layers.push_back(L);
   }
+  assign_chunks(p, g0.element_size());
   check_grad_and_stats(grad, stats, p.reduction, p.batch, p.total_segments, g0, "grads[0]");
   return p;
 }

@@ -13,7 +13,7 @@ namespace ganloss {
 
 struct FeaturePlan {
   std::vector<FeatureLayer> layers;  // one per (input, target) pair, pointers into the tensors below
-  std::vector<at::Tensor> keep;      // dense copies and fp32 masks the pointers refer to
+  std::vector<at::Tensor> keep;      // dense copies and masks the pointers refer to
   std::vector<at::Tensor> input_grads, target_grads;  // empty lists when not requested
   Criterion criterion;
   Reduction reduction;

@@ -110,13 +110,18 @@ __device__ __forceinline__ void with_mask_of(const FeatureLayer& L, const ChunkR
   }
 }
 
-// Calls f(mask reader) for the chunk: NoMask, or the layer's kind over its mask dtype.
-template <typename T, typename F>
+// Calls f(mask reader) for the chunk: NoMask, or the layer's kind over its mask dtype (criterion
+// Fro takes no masks: the plan refuses them).
+template <typename T, Criterion C, typename F>
 __device__ __forceinline__ void with_mask(const FeatureLayer& L, const ChunkRange& r, F f) {
   using A = acc_t<T>;
-  if (!L.mask) f(NoMask<A>{});
-  else if (std::is_same<T, A>::value || L.mask_is_acc) with_mask_of<A, A>(L, r, f);
-  else with_mask_of<A, T>(L, r, f);
+  if constexpr (C == Criterion::Fro) {
+    f(NoMask<A>{});
+  } else {
+    if (!L.mask) f(NoMask<A>{});
+    else if (std::is_same<T, A>::value || L.mask_is_acc) with_mask_of<A, A>(L, r, f);
+    else with_mask_of<A, T>(L, r, f);
+  }
 }
 
 // Applies op(x_j, y_j, m_j) -> gradient to every element of the chunk and stores the gradient to
@@ -256,7 +261,7 @@ feature_loss_kernel(const __grid_constant__ FeatureLaunch p) {
     const ChunkRange r = locate_chunk(p.layers, p.num_layers, chunk);
     const FeatureLayer& L = p.layers[r.layer];
     double sum = 0, mask_sum = 0;
-    with_mask<T>(L, r, [&](const auto& mask) {
+    with_mask<T, C>(L, r, [&](const auto& mask) {
       forward_chunk<T, C>(L, r, mask, A(p.eps), sum, mask_sum);
     });
     sum = block_sum<kThreads>(sum, smem);
@@ -283,7 +288,7 @@ feature_loss_backward_kernel(const __grid_constant__ FeatureLaunch p) {
   const ChunkRange r = locate_chunk(p.layers, p.num_layers, p.chunk_offset + blockIdx.x);
   const FeatureLayer& L = p.layers[r.layer];
   const double factor = segment_factor(p, L, r.row);
-  with_mask<T>(L, r, [&](const auto& mask) {
+  with_mask<T, C>(L, r, [&](const auto& mask) {
     backward_chunk<T, C>(L, r, mask, A(p.eps), factor);
   });
 }

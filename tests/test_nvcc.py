@@ -1,10 +1,13 @@
 """nvcc compiles of csrc/ (no GPU needed): every .cu for sm_80 and sm_90 with ptxas -v (warnings
-are errors, no register spills), every torch-facing host file in csrc/cuda/, the ptxas report
-parser, and the CUDA arch flags the build gives nvcc. Sources are found by globbing, so a new loss
-family's files are compiled here without an edit."""
+are errors, no register spills, no stack), the SASS checks of tools/sass_report.py on every kernel
+of those objects (no local memory, 16-byte loads in flight before the first store of each
+streaming loop, no 64-bit division), every torch-facing host file in csrc/cuda/, the ptxas and
+SASS parsers (on a sample and on a deliberately bad kernel), that docs/sass-report.md matches the
+kernel sources, and the CUDA arch flags the build gives nvcc. Sources are found by globbing, so a
+new loss family's files are compiled and checked here without an edit."""
+import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sysconfig
@@ -18,22 +21,25 @@ from _subprocess import CSRC, ROOT, package_module
 
 pytestmark = pytest.mark.extension_not_loaded
 _build = package_module("_build")
+_spec = importlib.util.spec_from_file_location("_sass_report", ROOT / "tools" / "sass_report.py")
+sass = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sass)
 NVCC = _build.nvcc_path()
 CU_FILES = sorted(CSRC.glob("**/*.cu"))
 # The torch-facing host side of the CUDA kernels: one <family>_api.cpp per loss family.
 HOST_FILES = sorted((CSRC / "cuda").glob("*.cpp"))
-ARCHS = ("sm_80", "sm_90")
-# torch's extension builds define these (no implicit __half/__nv_bfloat16 arithmetic); C++17 is
-# the standard of the torch 2.11 on the GPU machine, the stricter of the two in use.
-TORCH_NVCC_DEFINES = ["-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
-                      "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "-D__CUDA_NO_HALF2_OPERATORS__"]
-CU_FLAGS = ["-c", "-std=c++17", "-O3", "--expt-relaxed-constexpr", *TORCH_NVCC_DEFINES,
-            "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
-            "-Xptxas", "-v", "-Werror", "all-warnings", "-Xcompiler", "-Wall,-Wextra,-Werror"]
+ARCHS = sass.ARCHS
+# sass_report's code generation flags (torch's defines, C++17: the standard of the torch 2.11 on
+# the GPU machine, the stricter of the two in use; sm_80 and sm_90, ptxas -v), warnings as errors.
+CU_FLAGS = [*sass.NVCC_FLAGS, "-Werror", "all-warnings", "-Xcompiler", "-Wall,-Wextra,-Werror"]
 HOST_FLAGS = ["-c", "-std=c++17", "-O3", "-Werror", "all-warnings",
               "-Xcompiler", "-Wall,-Wextra,-Werror"]
 
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+SASS_TOOLS = sass.find_tool("cuobjdump") and sass.find_tool("nvdisasm")
+needs_sass_tools = pytest.mark.skipif(
+    not SASS_TOOLS, reason="cuobjdump/nvdisasm not found on PATH or in a pip package "
+    "(pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm, in the test extra)")
 
 
 def _cuda_include():
@@ -86,84 +92,11 @@ def nvcc_runs(tmp_path_factory):
     return results
 
 
-def _enum_names():
-    """{(enum, value): enumerator} of the `enum class`es in csrc/ headers, for template args."""
-    names = {}
-    for header in CSRC.glob("**/*.h"):
-        text = re.sub(r"//[^\n]*", "", header.read_text(errors="replace"))
-        for enum, body in re.findall(r"enum\s+class\s+(\w+)[^{;]*\{([^}]*)\}", text):
-            for key, value in re.findall(r"(\w+)\s*=\s*(\d+)", body):
-                names[(enum, value)] = f"{enum}::{key}"
-    return names
-
-
-def _demangle(names):
-    """Short readable kernel names: c++filt when present, minus namespaces and parameters, with
-    enum template arguments by name."""
-    out = dict(zip(names, names))
-    cxxfilt = shutil.which("c++filt")
-    if cxxfilt and names:
-        enums = _enum_names()
-        res = subprocess.run([cxxfilt], input="\n".join(names) + "\n", capture_output=True,
-                             text=True)
-        if res.returncode == 0 and len(res.stdout.splitlines()) == len(names):
-            for name, pretty in zip(names, res.stdout.splitlines()):
-                pretty = re.sub(r"^void ", "", pretty)
-                pretty = pretty.replace("(anonymous namespace)::", "").replace("ganloss::", "")
-                pretty = re.sub(r"\((FeatureLaunch)?\)$", "", pretty)
-                pretty = re.sub(r"\((\w+)\)(\d+)",
-                                lambda m: enums.get(m.groups(), m.group(0)), pretty)
-                out[name] = pretty
-    return out
-
-
-def parse_ptxas(output):
-    """ptxas -v output -> [{name, arch, registers, spill_stores, spill_loads, stack}], one per
-    function and arch (entry functions and any non-inlined device functions)."""
-    records, by_key = [], {}
-    arch, current, pending = None, None, []
-
-    def record(name):
-        key = (name, arch)
-        if key not in by_key:
-            by_key[key] = {"name": name, "arch": arch, "registers": None, "spill_stores": 0,
-                           "spill_loads": 0, "stack": 0}
-            records.append(by_key[key])
-            if arch is None:
-                pending.append(by_key[key])
-        return by_key[key]
-
-    for line in output.splitlines():
-        if re.search(r"ptxas info\s*: \d+ bytes gmem", line):  # a new ptxas run (next arch)
-            arch, current = None, None
-            continue
-        m = re.search(r"Compiling entry function '([^']+)' for '(sm_\w+)'", line)
-        if m:
-            arch = m.group(2)
-            for r in pending:  # functions listed before the run's first entry function
-                by_key.pop((r["name"], None), None)
-                r["arch"] = arch
-                by_key[(r["name"], arch)] = r
-            pending.clear()
-            current = record(m.group(1))
-            continue
-        m = re.search(r"Function properties for (\S+)", line)
-        if m:
-            current = record(m.group(1))
-            continue
-        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads",
-                      line)
-        if m and current is not None:
-            current["stack"], current["spill_stores"], current["spill_loads"] = map(int, m.groups())
-            continue
-        m = re.search(r"Used (\d+) registers", line)
-        if m and current is not None:
-            current["registers"] = int(m.group(1))
-    return records
+parse_ptxas = sass.parse_ptxas
 
 
 def format_table(records):
-    names = _demangle(sorted({r["name"] for r in records}))
+    names = sass.demangle(sorted({r["name"] for r in records}))
     archs = sorted({r["arch"] for r in records if r["arch"]})
     rows = {}
     for r in records:
@@ -207,8 +140,8 @@ def test_nvcc_cu_compiles_without_spills(src, nvcc_runs, record_property, capsys
     record_property("ptxas", json.dumps(records))
     _show(capsys, f"ptxas: {src.relative_to(ROOT)} ({seconds:.0f} s, {len(kernels)} kernel "
                   f"builds)\n{table}")
-    spills = [r for r in records if r["spill_stores"] or r["spill_loads"]]
-    assert not spills, "register spills:\n" + format_table(spills)
+    spills = [r for r in records if r["spill_stores"] or r["spill_loads"] or r["stack"]]
+    assert not spills, "register spills or stack:\n" + format_table(spills)
 
 
 @pytest.mark.nvcc
@@ -219,6 +152,112 @@ def test_nvcc_host_file_compiles(src, nvcc_runs, record_property):
     rc, out, seconds, cmd = nvcc_runs[src]
     record_property("nvcc_seconds", round(seconds, 1))
     assert rc == 0, f"nvcc failed ({rc}):\n{' '.join(cmd)}\n{out}"
+
+
+@pytest.fixture(scope="module")
+def sass_rows(nvcc_runs, tmp_path_factory):
+    """{.cu source: sass_report.kernel_rows} of the objects nvcc_runs built (no second compile)."""
+    if not SASS_TOOLS:
+        pytest.skip("cuobjdump/nvdisasm not found")
+    tmp = tmp_path_factory.mktemp("sass")
+    rows = {}
+    for i, src in enumerate(CU_FILES):
+        rc, out, _, cmd = nvcc_runs[src]
+        if rc == 0:
+            rows[src] = sass.kernel_rows(src.relative_to(ROOT).as_posix(), cmd[-1], out,
+                                         tmp / str(i))
+    return rows
+
+
+@pytest.mark.nvcc
+@needs_nvcc
+@needs_sass_tools
+@pytest.mark.parametrize("src", CU_FILES, ids=[p.relative_to(CSRC).as_posix() for p in CU_FILES])
+def test_sass_of_every_kernel(src, sass_rows):
+    """No local memory, MIN_LOADS_IN_FLIGHT 16-byte loads before the first store of every
+    streaming loop, no 64-bit division: in every kernel, for every arch."""
+    if src not in sass_rows:
+        pytest.fail("nvcc failed (see test_nvcc_cu_compiles_without_spills)")
+    rows = sass_rows[src]
+    assert {r["fn"].arch for r in rows} == set(ARCHS)
+    names = sass.demangle(sorted({r["fn"].name for r in rows}))
+    bad = [f"{names[r['fn'].name]} ({r['fn'].arch}): {'; '.join(r['problems'])}"
+           for r in rows if r["problems"]]
+    assert not bad, "SASS checks failed:\n" + "\n".join(bad)
+
+
+# One kernel per check that must fail, and one that passes them all.
+SYNTHETIC_CU = r"""
+#include <cstdint>
+
+__global__ void per_element_div64(const float* x, float* y, int64_t n, int64_t d) {
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) y[i] = x[(i / d) % n];
+}
+
+__global__ void load_then_store(const float4* x, float4* y, int n) {
+#pragma unroll 1
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    float4 v = x[i];
+    v.x *= 2.f;
+    y[i] = v;
+  }
+}
+
+__global__ void local_array(float* y, int k) {
+  float a[64];
+  for (int i = 0; i < 64; ++i) a[(i * k) & 63] = y[i];
+  y[0] = a[k & 63];
+}
+
+__global__ void loads_in_flight(const float4* x, float4* y, int n) {
+  for (int i = threadIdx.x; i < n; i += 4 * blockDim.x) {
+    float4 v[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+      if (i + u * blockDim.x < n) v[u] = x[i + u * blockDim.x];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      if (i + u * blockDim.x < n) {
+        v[u].x *= 2.f;
+        y[i + u * blockDim.x] = v[u];
+      }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.nvcc
+@needs_nvcc
+@needs_sass_tools
+def test_sass_checks_flag_bad_kernels(tmp_path):
+    src, obj = tmp_path / "synthetic.cu", tmp_path / "synthetic.o"
+    src.write_text(SYNTHETIC_CU)
+    rc, out = sass.compile_cu(src, obj, nvcc=NVCC)
+    assert rc == 0, out
+    rows = sass.kernel_rows("synthetic.cu", obj, out, tmp_path / "sass")
+    assert {r["fn"].arch for r in rows} == set(ARCHS)
+    for r in rows:
+        problems, name = " ".join(r["problems"]), r["fn"].name
+        if "per_element_div64" in name:
+            assert "64-bit division" in problems, problems
+        elif "load_then_store" in name:
+            assert "16-byte loads before the first store" in problems, problems
+            assert [s.loads16_before_store for s in r["loops"]] == [1], r["loops"]
+        elif "local_array" in name:
+            assert "local-memory" in problems and r["ptxas"]["stack"] > 0, (problems, r["ptxas"])
+        else:
+            assert "loads_in_flight" in name and not problems, (name, problems)
+            assert [s.loads16_before_store for s in r["loops"]] == [4], r["loops"]
+
+
+def test_sass_report_matches_kernel_sources():
+    """docs/sass-report.md is stamped with the hash of the sources nvcc compiles (csrc/**/*.cu and
+    what they include); compiler versions do not enter the stamp."""
+    text = sass.REPORT.read_text() if sass.REPORT.is_file() else ""
+    assert sass.stamp_of(text) == sass.sources_hash(), (
+        f"{sass.REPORT.relative_to(ROOT)} is not the report of the current kernel sources: run "
+        "`python tools/sass_report.py` (needs nvcc, cuobjdump, nvdisasm) and commit it")
 
 
 def test_parse_ptxas_sample():

@@ -85,8 +85,7 @@ struct Fiber {
   const char* file = nullptr;
   int line = 0;
   unsigned mask = 0;
-  void* data = nullptr;
-  CollectiveFn complete = nullptr;
+  void* data = nullptr;  // this lane's argument of the collective it waits in
 };
 
 struct Runtime {
@@ -114,9 +113,6 @@ struct Runtime {
   std::vector<std::pair<void*, size_t>> shared_vars;
   bool shared_vars_found = false;
   Stats stats{};
-#ifdef SIMT_ASAN
-  void* fake_stack = nullptr;
-#endif
 };
 
 Runtime& rt() {
@@ -492,7 +488,6 @@ void warp_collective(const char* what, const char* file, int line, unsigned mask
   me.line = line;
   me.mask = mask;
   me.data = data;
-  me.complete = complete;
   set_wait(me, Wait::Collective);
   bool all = true;
   for (int l = 0; l < 32 && all; ++l)

@@ -293,9 +293,9 @@ def run_tier(copy, names, jobs, timeout, tmp, fail_fast=True):
         out, err = tmp / f"w{w}.jsonl", tmp / f"w{w}.err"
         out.write_text("")
         with open(err, "w") as ef:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--out", str(out)]
-            if not fail_fast:
-                cmd.append("--keep-going")
+            cmd = [sys.executable, str(SIMT / "run_cases.py"), "--out", str(out)]
+            if fail_fast:
+                cmd.append("--fail-fast")
             p = subprocess.Popen(cmd + names[w::jobs], env=env, cwd=ROOT, stdout=ef,
                                  stderr=subprocess.STDOUT)
         procs.append((p, out, err))
@@ -358,36 +358,6 @@ def _wait(procs, records, fail_fast, timeout, t0):
     return result
 
 
-def worker(out_path, names, keep_going):
-    """In a process started with build.asan_env(): runs the cases in order, one JSON line per
-    case ("started", then "done" with error or None); stops at the first failure."""
-    import traceback
-
-    import build
-    import cases
-
-    module = build.load()
-    with open(out_path, "a") as out:
-        def emit(record):
-            out.write(json.dumps(record) + "\n")
-            out.flush()
-
-        for name in names:
-            emit({"case": name, "status": "started"})
-            module.reset_stats()
-            t0 = time.perf_counter()
-            try:
-                cases.run_case(module, name)
-                error = None
-            except Exception as e:  # noqa: BLE001 (every failure is reported per case)
-                error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
-            emit({"case": name, "status": "done", "error": error,
-                  "seconds": round(time.perf_counter() - t0, 3)})
-            if error and not keep_going:
-                return 1
-    return 0
-
-
 # ---------------------------------------------------------------------------------------------
 # Report.
 
@@ -423,16 +393,7 @@ def main():
     parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the unmutated run (it must pass; also sets the timeout)")
-    # Worker mode (internal): run cases in this process.
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("names", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    if args.worker:
-        sys.path.insert(0, str(ROOT))
-        return worker(args.out, args.names, args.keep_going)
 
     src = Path(args.csrc).resolve()
     problems = check_patterns(src)

@@ -2,7 +2,8 @@
 with build.asan_env(); writes one JSON line per case to --out as it goes ("started", then the
 result), so that a case that crashes the process is still named.
 
-    python tests/simt/run_cases.py --out results.jsonl [CASE ...]   (default: every case)"""
+    python tests/simt/run_cases.py --out results.jsonl [--fail-fast] [CASE ...]
+(default: every case; --fail-fast stops at the first failing case, as the mutation script does)"""
 import argparse
 import json
 import sys
@@ -18,6 +19,7 @@ import cases  # noqa: E402
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
+    parser.add_argument("--fail-fast", action="store_true")
     parser.add_argument("names", nargs="*")
     args = parser.parse_args()
     module = build.load()
@@ -38,7 +40,10 @@ def main():
                 error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
             emit({"case": name, "status": "done", "error": error,
                   "seconds": round(time.perf_counter() - t0, 3), "stats": module.stats()})
+            if error and args.fail_fast:
+                return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.simt, pytest.mark.extension_not_loaded,
                                  reason=f"SIMT tier: {build.unavailable()}")]
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 COVERAGE_GOAL = 95.0
-# Seconds for one worker's cases, build excluded: the tier runs in about 45 s on 2 cores.
+# Seconds for one worker's cases, build excluded: they take about 50 s on 2 idle cores.
 WORKER_TIMEOUT = 900
 
 

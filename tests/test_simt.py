@@ -7,7 +7,6 @@ The cases run in worker processes that preload libasan (one per core, at most 2)
 JSON line per case, so a case that crashes its worker is still named. GANLOSS_SIMT_RECORD=1 also
 writes the result to ganloss_cuda/kernel_status.json (what `python -m ganloss_cuda.info` reports).
 """
-import json
 import os
 import subprocess
 import sys
@@ -15,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from _subprocess import ROOT
-
 sys.path.insert(0, str(Path(__file__).resolve().parent / "simt"))
 import build  # noqa: E402
 import cases  # noqa: E402
 import coverage_report  # noqa: E402
+import run_cases  # noqa: E402
 
 pytestmark = [pytest.mark.simt, pytest.mark.extension_not_loaded,
               pytest.mark.skipif(build.unavailable() is not None,
@@ -40,33 +38,18 @@ def _run_workers(out_dir: Path):
         pytest.fail(f"building the SIMT module failed:\n{(proc.stdout + proc.stderr)[-8000:]}")
     for gcda in build.build_dir().glob("*.gcda"):
         gcda.unlink()  # coverage of this run only
-    procs = []
-    for w in range(WORKERS):
-        names = cases.CASES[w::WORKERS]
-        out = out_dir / f"worker{w}.jsonl"
-        err = open(out_dir / f"worker{w}.err", "w")
-        procs.append((subprocess.Popen(
-            [sys.executable, str(build.SIMT / "run_cases.py"), "--out", str(out), *names],
-            env=build.asan_env(), stdout=err, stderr=subprocess.STDOUT, cwd=ROOT), out, err))
+    workers = run_cases.start_workers(cases.CASES, WORKERS, out_dir, build.asan_env())
     records, crashed = {}, []
-    for proc, out, err in procs:
+    for proc, out, err in workers:
         try:
             rc = proc.wait(timeout=WORKER_TIMEOUT)
         except subprocess.TimeoutExpired:
             proc.kill()
             rc = "timeout"
-        err.close()
-        started = None
-        for line in out.read_text().splitlines() if out.exists() else []:
-            r = json.loads(line)
-            if r["status"] == "started":
-                started = r["case"]
-            else:
-                records[r["case"]] = r
-                started = None
+        done, running = run_cases.read_records(out)
+        records.update(done)
         if rc != 0:
-            tail = Path(err.name).read_text()[-6000:]
-            crashed.append((rc, tail, started))
+            crashed.append((rc, err.read_text()[-6000:], running))
     return records, crashed
 
 
@@ -105,7 +88,7 @@ def test_address_sanitizer_reports(name, tmp_path):
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import build, torch; "
             "m = build.load(); m.selftest(sys.argv[2], torch.zeros(1000), 0)")
     proc = subprocess.run([sys.executable, "-c", code, str(build.SIMT), name],
-                          env=build.asan_env(), capture_output=True, text=True, cwd=ROOT,
+                          env=build.asan_env(), capture_output=True, text=True, cwd=build.ROOT,
                           timeout=600)
     assert proc.returncode != 0
     assert cases.CRASH_SELFTESTS[name] in proc.stderr, proc.stderr[-4000:]

@@ -130,7 +130,7 @@ def _inputs(case: FeatureCase):
     return xs, ys, ms
 
 
-def _upstream(case, loss):
+def _upstream(loss):
     """Upstream gradients: 1, 0.75, 2^16 (GradScaler), and per-sample values."""
     ups = [1.0, 0.75, 2.0 ** 16]
     out = [torch.full_like(loss, u) for u in ups]
@@ -198,7 +198,7 @@ def run_feature_case(m, case: FeatureCase):
     for seed, policy in SCHEDULES:
         m.set_schedule(seed, policy)
         loss, stats, dxs, dys = m.feature_loss(xs, ys, *args, wide, wide)
-        upstream = _upstream(case, loss)
+        upstream = _upstream(loss)
         if first is None:
             ref_loss, ref_grads = _reference(case, xs, ys, ms, upstream)
             _check(loss, ref_loss, dtype, "loss", "loss")

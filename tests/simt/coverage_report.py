@@ -1,12 +1,14 @@
 """gcov line coverage of the SIMT tier's run (csrc/cuda and csrc/common), and the record of the
 tier's verdict that `python -m ganloss_cuda.info` reads (ganloss_cuda/kernel_status.json)."""
 import datetime
-import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from _subprocess import package_module  # noqa: E402
 STATUS_FILE = ROOT / "ganloss_cuda" / "kernel_status.json"
 COVERED_DIRS = ("cuda", "common")
 
@@ -54,13 +56,6 @@ def format_table(report: dict) -> str:
     return "\n".join(rows)
 
 
-def _csrc_hash() -> str:
-    spec = importlib.util.spec_from_file_location("_build", ROOT / "ganloss_cuda" / "_build.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.csrc_hash(ROOT / "csrc")
-
-
 def record(records: dict, report: dict):
     """Writes the tier's verdict per CUDA op at the current csrc hash (GPU verdicts come from
     the committed GPU results files: ganloss_cuda/info.py)."""
@@ -75,7 +70,7 @@ def record(records: dict, report: dict):
         for op in names:
             ops[op] = {"passed": passed, "cases": len(mine)}
     status = {"emulation": {
-        "csrc_hash": _csrc_hash(), "commit_before": commit,
+        "csrc_hash": package_module("_build").csrc_hash(ROOT / "csrc"), "commit_before": commit,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "line_coverage_percent": report["total"]["percent"], "ops": ops}}
     STATUS_FILE.write_text(json.dumps(status, indent=2, sort_keys=True) + "\n")

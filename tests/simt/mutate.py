@@ -45,6 +45,7 @@ from pathlib import Path
 SIMT = Path(__file__).resolve().parent
 ROOT = SIMT.parent.parent
 sys.path.insert(0, str(SIMT))
+import run_cases  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -284,33 +285,11 @@ def run_tier(copy, names, jobs, timeout, tmp, fail_fast=True):
     """Runs the cases in `jobs` worker processes (round-robin split, each in the given order),
     stopping all at the first failure when fail_fast. Returns a dict: status ("pass", "fail",
     "crash", "timeout"), case, message, seconds, done (cases finished)."""
-    env = _env(copy)
-    tmp = Path(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
-    procs = []
     t0 = time.monotonic()
-    for w in range(max(1, min(jobs, len(names)))):
-        out, err = tmp / f"w{w}.jsonl", tmp / f"w{w}.err"
-        out.write_text("")
-        with open(err, "w") as ef:
-            cmd = [sys.executable, str(SIMT / "run_cases.py"), "--out", str(out)]
-            if fail_fast:
-                cmd.append("--fail-fast")
-            p = subprocess.Popen(cmd + names[w::jobs], env=env, cwd=ROOT, stdout=ef,
-                                 stderr=subprocess.STDOUT)
-        procs.append((p, out, err))
-
-    def records(out):
-        rs = []
-        for ln in out.read_text().splitlines():
-            try:
-                rs.append(json.loads(ln))
-            except json.JSONDecodeError:
-                pass  # a line being written
-        return rs
+    procs = run_cases.start_workers(names, jobs, tmp, _env(copy), fail_fast)
 
     try:
-        result = _wait(procs, records, fail_fast, timeout, t0)
+        result = _wait(procs, fail_fast, timeout, t0)
     finally:  # also on an interrupt: no worker outlives the run
         for p, _, _ in procs:
             if p.poll() is None:
@@ -320,16 +299,15 @@ def run_tier(copy, names, jobs, timeout, tmp, fail_fast=True):
     return result
 
 
-def _wait(procs, records, fail_fast, timeout, t0):
+def _wait(procs, fail_fast, timeout, t0):
     result, done = None, 0
     while True:
         time.sleep(0.2)
         running, done = False, 0
         for p, out, err in procs:
-            rs = records(out)
-            finished = [r for r in rs if r["status"] == "done"]
+            finished, last = run_cases.read_records(out)
             done += len(finished)
-            failed = [r for r in finished if r["error"]]
+            failed = [r for r in finished.values() if r["error"]]
             if failed and result is None:
                 result = {"status": "fail", "case": failed[0]["case"],
                           "message": _brief(failed[0]["error"].splitlines()[0])}
@@ -337,19 +315,12 @@ def _wait(procs, records, fail_fast, timeout, t0):
             if rc is None:
                 running = True
             elif rc != 0 and result is None:
-                started = [r["case"] for r in rs if r["status"] == "started"]
-                ended = {r["case"] for r in finished}
-                last = next((c for c in reversed(started) if c not in ended), None)
                 result = {"status": "crash", "case": last,
                           "message": f"exit {rc}: {_sanitizer_line(err.read_text())}"}
         if not running or (result is not None and fail_fast):
             break
         if time.monotonic() - t0 > timeout:
-            pending = []
-            for _, out, _ in procs:
-                rs = records(out)
-                ended = {r["case"] for r in rs if r["status"] == "done"}
-                pending += [r["case"] for r in rs if r["status"] == "started" and r["case"] not in ended]
+            pending = [c for _, out, _ in procs if (c := run_cases.read_records(out)[1])]
             result = result or {"status": "timeout", "case": pending[0] if pending else None,
                                 "message": f"no result within {timeout:.0f} s"}
             break

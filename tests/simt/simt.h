@@ -70,7 +70,7 @@ enum class ShuffleKind { Idx, Xor, Down, Up };
 template <typename T>
 struct ShuffleData {
   T in, out;
-  int lane, arg, width;
+  int arg, width;
 };
 
 inline int shuffle_source(ShuffleKind kind, int lane, int arg, int width) {
@@ -92,7 +92,7 @@ T shuffle(const char* what, const char* file, int line, unsigned mask, T v, int 
   static_assert(std::is_trivially_copyable<T>::value, "shuffled values must be trivially copyable");
   if (width <= 0 || width > 32 || (width & (width - 1)))
     fault("%s at %s:%d: width %d is not a power of 2 in [1, 32]", what, file, line, width);
-  ShuffleData<T> d{v, v, this_thread().lane, arg, width};
+  ShuffleData<T> d{v, v, arg, width};
   warp_collective(what, file, line, mask, &d, [](void* const* lanes, unsigned m, const char* w) {
     for (int l = 0; l < 32; ++l) {
       if (!(m >> l & 1u)) continue;

@@ -299,7 +299,6 @@ void find_shared_vars() {
       if (function.size() < 7 || function.compare(function.size() - 7, 7, "_kernel") != 0)
         continue;
       r.shared_vars.emplace_back(static_cast<char*>(info.dli_fbase) + s.st_value, s.st_size);
-      r.stats.shared_vars = r.shared_vars.size();
     }
   }
 }
@@ -568,14 +567,12 @@ void set_schedule(uint64_t seed, Policy policy) {
 
 Stats stats() {
   find_shared_vars();
-  return rt().stats;
+  Stats s = rt().stats;
+  s.shared_vars = rt().shared_vars.size();
+  return s;
 }
 
-void reset_stats() {
-  const size_t shared = rt().stats.shared_vars;
-  rt().stats = Stats{};
-  rt().stats.shared_vars = shared;
-}
+void reset_stats() { rt().stats = Stats{}; }
 
 }  // namespace simt
 

@@ -9,10 +9,11 @@ Layer rule: re-exports only.
 """
 from . import functional, modules, reference
 from ._ext import FallbackWarning, available, load_error
-from .functional import feature_loss
+from .functional import feature_loss, gram_matrix, style_loss
 from .modules import CharbonnierLoss, FeatureMatchingLoss, L1Loss, MSELoss, VGGLoss
 
 __version__ = "0.1.0"
 __all__ = ["available", "load_error", "functional", "modules", "reference", "feature_loss",
+           "gram_matrix", "style_loss",
            "FallbackWarning", "L1Loss", "MSELoss", "CharbonnierLoss", "VGGLoss",
            "FeatureMatchingLoss"]

@@ -3,9 +3,10 @@ this file only gathers them. ``OPS``: every family's op names, as csrc/ganloss.c
 
 Layer rule: a family's module imports torch, ``_args``, ``_ext`` and ``reference`` only.
 """
-from . import feature
+from . import feature, gram
 from .feature import compiled_feature_loss, feature_loss
+from .gram import gram_matrix, style_loss
 
-OPS = feature.OPS
+OPS = feature.OPS + gram.OPS
 
-__all__ = ["OPS", "compiled_feature_loss", "feature_loss"]
+__all__ = ["OPS", "compiled_feature_loss", "feature_loss", "gram_matrix", "style_loss"]

@@ -6,6 +6,10 @@ Layer rule: a family's module imports torch and ``_args`` only.
 """
 from .feature import (CRITERIA, REDUCTIONS, check_feature_args, elementwise, feature_args,
                       feature_loss)
+from .gram import (NORMALIZATIONS, STYLE_CRITERIA, STYLE_REDUCTIONS, check_style_args,
+                   gram_matrix, gram_view, style_args, style_loss)
 
 __all__ = ["CRITERIA", "REDUCTIONS", "check_feature_args", "elementwise",
-           "feature_args", "feature_loss"]
+           "feature_args", "feature_loss", "NORMALIZATIONS", "STYLE_CRITERIA",
+           "STYLE_REDUCTIONS", "check_style_args", "gram_matrix", "gram_view", "style_args",
+           "style_loss"]

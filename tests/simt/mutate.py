@@ -59,7 +59,7 @@ class Mutant:
 
 
 M = Mutant
-FCU, HLP, FH = "cuda/feature.cu", "cuda/cuda_helpers.cuh", "common/feature.h"
+FCU, HLP, FH, CRH = "cuda/feature.cu", "cuda/cuda_helpers.cuh", "common/feature.h", "common/criterion.h"
 # fmt: off
 MUTANTS = [
     # Barriers: each __syncthreads removed, one mutant per barrier; one reached by half the block.
@@ -97,9 +97,9 @@ MUTANTS = [
     M("dy-sign-tail", FCU, "if (dy) dy[k] = from_acc<T>(-g);", "if (dy) dy[k] = from_acc<T>(g);", None, "scalar tail: dy = +dx"),
     M("mask-nchw-nhwc-swapped", FCU, "m[NHWC ? by.div(j) : by.mod(j)]", "m[NHWC ? by.mod(j) : by.div(j)]", None, "one-channel mask indexed with the other layout's rule"),
     M("full-mask-chunk-offset", FCU, "f(FullMask<A, M>{row_mask + r.begin});", "f(FullMask<A, M>{row_mask});", None, "full mask read from the row's start in every chunk"),
-    # Shared math (common/feature.h, also compiled into the host code: rebuilds more).
+    # Shared math (common/feature.h, common/criterion.h, also compiled into the host code: rebuilds more).
     M("locate-chunk-layer", FH, "while (l + 1 < num_layers && layers[l + 1].chunk_begin <= chunk) ++l;", "while (l + 1 < num_layers && layers[l + 1].chunk_begin < chunk) ++l;", None, "a layer's first chunk attributed to the previous layer"),
-    M("l1-sign-at-zero", FH, "A(int(d > A(0)) - int(d < A(0)))", "A(int(d >= A(0)) - int(d < A(0)))", None, "L1 gradient 1 at d == 0 (torch: 0)"),
+    M("l1-sign-at-zero", CRH, "A(int(d > A(0)) - int(d < A(0)))", "A(int(d >= A(0)) - int(d < A(0)))", None, "L1 gradient 1 at d == 0 (torch: 0)"),
 ]
 # fmt: on
 

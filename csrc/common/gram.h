@@ -35,3 +35,54 @@ GANLOSS_HD int64_t style_segment_count(Reduction r, int64_t batch, int64_t chann
 }
 
 }  // namespace ganloss
+
+// ---------------------------------------------------------------------------------------------
+// Work decomposition of the CUDA kernels (cuda/gram.cu), from the shapes alone.
+//
+// Tiles: the C rows of a sample's Gram are cut into kGramTile-row tiles; only the tile pairs
+// (i, j) with i <= j are computed (D is symmetric), numbered row by row of the upper triangle,
+// and tile (i, j) is mirrored to (j, i) when D is written. Split-K: K = H*W is cut into slabs of
+// `slab` elements (a multiple of kGramKStep); their count depends on B, C and K only (never on
+// the GPU), and a tile's partial sums are reduced in slab order 0, 1, ..., so D and the loss are
+// bitwise the same on any GPU. Partial p = (sample * pairs + pair) * splits + slab of a layer.
+
+constexpr int kGramTile = 64;               // Gram rows and columns per tile; dF columns per tile
+constexpr int kGramKStep = 32;              // slabs are whole multiples of this many K elements
+constexpr int64_t kGramMinSlab = 512;       // K elements per slab, at least (split layers)
+constexpr int64_t kGramTargetBlocks = 512;  // forward blocks a layer is split to reach
+constexpr int64_t kGramMaxSplits = 64;
+constexpr int kGramLayersPerLaunch = 12;    // layers per by-value CUDA parameter block (< 4 KB)
+
+GANLOSS_HD int gram_tiles(int64_t channels) {
+  return int((channels + kGramTile - 1) / kGramTile);
+}
+
+GANLOSS_HD int gram_tile_pairs(int tiles) { return tiles * (tiles + 1) / 2; }
+
+// The tile pair number p: (i, j), i <= j, row by row of the upper triangle.
+GANLOSS_HD void gram_tile_pair(int p, int tiles, int& i, int& j) {
+  i = 0;
+  while (p >= tiles - i) {
+    p -= tiles - i;
+    ++i;
+  }
+  j = i + p;
+}
+
+struct GramSplit {
+  int splits;    // slabs per tile pair, at least 1
+  int64_t slab;  // K elements per slab (the last one may be shorter); 0 when K = 0
+};
+
+// Enough slabs for kGramTargetBlocks blocks per layer, each of at least kGramMinSlab elements.
+GANLOSS_HD GramSplit gram_split(int64_t batch, int64_t channels, int64_t k) {
+  const int64_t tiles = batch * gram_tile_pairs(gram_tiles(channels));
+  int64_t want = tiles > 0 ? (kGramTargetBlocks + tiles - 1) / tiles : 1;
+  const int64_t most = k / kGramMinSlab;
+  want = want < most ? want : most;
+  want = want < kGramMaxSplits ? want : kGramMaxSplits;
+  want = want > 1 ? want : 1;
+  int64_t slab = (k + want - 1) / want;
+  slab = (slab + kGramKStep - 1) / kGramKStep * kGramKStep;
+  return {slab > 0 ? int((k + slab - 1) / slab) : 1, slab};
+}

@@ -169,6 +169,7 @@ def load(verbose=False):
     torch.ops.load_library(str(path))
     ops = torch.ops.ganloss_simt
     names = ("feature_loss", "feature_loss_backward", "feature_loss_scale_grads_",
+             "gram_matrix", "gram_matrix_backward", "style_loss", "style_loss_backward",
              "set_schedule", "reset_stats", "selftest")
     module = types.SimpleNamespace(**{n: getattr(ops, n) for n in names})
     module.stats = lambda: dict(zip(STATS, ops.stats()))

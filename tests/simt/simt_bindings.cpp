@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "cuda/feature_driver.h"
+#include "cuda/gram_driver.h"
 #include "selftest.h"
 #include "simt_control.h"
 
@@ -32,6 +33,33 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> feature_loss_backwa
 void feature_loss_scale_grads_(const at::Tensor& grad, const at::Tensor& stats,
                                c10::string_view reduction, at::TensorList grads) {
   ganloss::run_feature_loss_scale_grads(grad, stats, reduction, grads, nullptr);
+}
+
+at::Tensor gram_matrix(const at::Tensor& features, double scale, bool allow_tf32) {
+  return ganloss::run_gram_matrix(features, scale, allow_tf32, nullptr);
+}
+
+at::Tensor gram_matrix_backward(const at::Tensor& grad, const at::Tensor& features, double scale,
+                                bool allow_tf32) {
+  return ganloss::run_gram_matrix_backward(grad, features, scale, allow_tf32, nullptr);
+}
+
+std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> style_loss(
+    at::TensorList inputs, at::TensorList targets, at::ArrayRef<double> weights,
+    at::ArrayRef<double> scales, c10::string_view criterion, c10::string_view reduction,
+    bool target_is_gram, bool allow_tf32) {
+  return ganloss::run_style_loss(inputs, targets, weights, scales, criterion, reduction,
+                                 target_is_gram, allow_tf32, nullptr);
+}
+
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> style_loss_backward(
+    const at::Tensor& grad, const at::Tensor& stats, at::TensorList diffs, at::TensorList inputs,
+    at::TensorList targets, at::ArrayRef<double> weights, at::ArrayRef<double> scales,
+    c10::string_view criterion, c10::string_view reduction, bool target_is_gram, bool input_grad,
+    bool target_grad, bool allow_tf32) {
+  return ganloss::run_style_loss_backward(grad, stats, diffs, inputs, targets, weights, scales,
+                                          criterion, reduction, target_is_gram, input_grad,
+                                          target_grad, allow_tf32, nullptr);
 }
 
 void set_schedule(int64_t seed, int64_t policy) {
@@ -72,6 +100,16 @@ TORCH_LIBRARY(ganloss_simt, m) {
         "bool input_grad, bool target_grad) -> (Tensor[], Tensor[])", &feature_loss_backward);
   m.def("feature_loss_scale_grads_(Tensor grad, Tensor stats, str reduction, "
         "Tensor(a!)[] grads) -> ()", &feature_loss_scale_grads_);
+  m.def("gram_matrix(Tensor features, float scale, bool allow_tf32) -> Tensor", &gram_matrix);
+  m.def("gram_matrix_backward(Tensor grad, Tensor features, float scale, bool allow_tf32) -> "
+        "Tensor", &gram_matrix_backward);
+  m.def("style_loss(Tensor[] inputs, Tensor[] targets, float[] weights, float[] scales, "
+        "str criterion, str reduction, bool target_is_gram, bool allow_tf32) -> "
+        "(Tensor, Tensor, Tensor[])", &style_loss);
+  m.def("style_loss_backward(Tensor grad, Tensor stats, Tensor[] diffs, Tensor[] inputs, "
+        "Tensor[] targets, float[] weights, float[] scales, str criterion, str reduction, "
+        "bool target_is_gram, bool input_grad, bool target_grad, bool allow_tf32) -> "
+        "(Tensor[], Tensor[])", &style_loss_backward);
   m.def("set_schedule(int seed, int policy) -> ()", &set_schedule);
   m.def("reset_stats() -> ()", &simt::reset_stats);
   m.def("stats() -> int[]", &stats);

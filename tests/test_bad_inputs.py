@@ -1,4 +1,4 @@
-"""Generated malformed calls of feature_loss and the modules (constructor and forward).
+"""Generated malformed calls of feature_loss, style_loss, gram_matrix and the modules (constructor and forward).
 
 Each call runs on the compiled path (ganloss_cuda.functional / modules) and on the reference
 (ganloss_cuda.reference, or the module with the reference forced). Both must raise the same
@@ -113,6 +113,74 @@ def functional_cases():
     return cases + all_meta
 
 
+def style_cases():
+    """(id, argument the message must name, kwargs of style_loss), targets as features and as
+    Grams."""
+    cases = []
+    gram, gram1 = _t(2, 3, 3), _t(1, 3, 3)
+
+    def add(case_id, arg, **kwargs):
+        full = dict(inputs=[X, X], targets=[X, X], weights=[1.0, 0.5])
+        full.update(kwargs)
+        cases.append((f"style_loss-{case_id}", arg, full))
+
+    for name in ("inputs", "targets"):
+        for kind, value in NOT_TENSORS.items():
+            add(f"{name}={kind}", name, **{name: value})
+            for i in (0, 1):
+                add(f"{name}[{i}]={kind}", f"{name}[{i}]", **{name: _pair(X, value, i)})
+        for count in (1, 3):
+            add(f"{name}-length-{count}", "targets", **{name: [X] * count})
+        for i in (0, 1):
+            for dtype, bad in WRONG_DTYPES.items():
+                add(f"{name}[{i}]-{dtype}", f"{name}[{i}]", **{name: _pair(X, bad, i)})
+            add(f"{name}[{i}]-meta", f"{name}[{i}]" if name == "targets" or i else "targets[0]",
+                **{name: _pair(X, X.to("meta"), i)})
+    add("inputs=[]", "inputs", inputs=[], targets=[], weights=[])
+    add("weights-length-3", "weights", weights=[1.0] * 3)
+    for i in (0, 1):
+        add(f"weights[{i}]=nan", f"weights[{i}]", weights=_pair(1.0, math.nan, i))
+        for shape in ((2,), (3,), (2, 3, 4, 5), (2, 4, 4, 4), (3, 3, 4, 4)):  # channels mismatch too
+            add(f"targets[{i}]-shape{shape}", f"targets[{i}]", targets=_pair(X, _t(*shape), i))
+        for shape in ((2, 3, 4), (3, 3, 3), (2, 4, 4), (3, 3), (2, 3, 3, 1), (6, 6)):
+            add(f"gram-targets[{i}]-shape{shape}", f"targets[{i}]", target_is_gram=True,
+                targets=_pair(gram, _t(*shape), i))
+        add(f"gram-targets[{i}]-int", f"targets[{i}]", target_is_gram=True,
+            targets=_pair(gram1, gram1.int(), i))
+        add(f"inputs[{i}]-1-dim", f"inputs[{i}]", inputs=_pair(X, _t(4), i),
+            targets=_pair(X, _t(4), i))
+    add("nchw-gram-per-sample-shape", "targets[0]", target_is_gram=True, normalization="nchw",
+        targets=[gram, _t(6, 6)])
+    add("per_sample-batch", "inputs[1]", reduction="per_sample", inputs=[X, _t(3, 3, 4, 4)],
+        targets=[X, _t(3, 3, 4, 4)])
+    add("per_sample-nchw", "reduction", reduction="per_sample", normalization="nchw")
+    add("inputs[1]-float64", "inputs[1]", inputs=[X, X.double()], targets=[X, X.double()])
+    for arg, good, unknown in (("criterion", "l1", "charbonnier"), ("reduction", "mean", "none"),
+                               ("normalization", "chw", "c")):
+        for kind, value in {"None": None, "int": 1, "list": [good], "upper": good.upper(),
+                            "unknown": unknown, "empty": ""}.items():
+            add(f"{arg}={kind}", arg, **{arg: value})
+    for kind, value in {"None": None, "int": 1, "str": "yes"}.items():
+        add(f"target_is_gram={kind}", "target_is_gram", target_is_gram=value)
+    all_meta = [(f"{case_id}-all-meta", arg,
+                 {k: _to_meta(v) if k in ("inputs", "targets") else v for k, v in kwargs.items()})
+                for case_id, arg, kwargs in cases if "meta" not in case_id]
+    return cases + all_meta
+
+
+def gram_cases():
+    """(id, argument the message must name, kwargs of gram_matrix)."""
+    cases = [("gram_matrix-features=list", "features", dict(features=[X])),
+             ("gram_matrix-features-1-dim", "features", dict(features=_t(4))),
+             ("gram_matrix-features-0-dim", "features", dict(features=_t()))]
+    for dtype, bad in WRONG_DTYPES.items():
+        cases.append((f"gram_matrix-features-{dtype}", "features", dict(features=bad)))
+    for kind, value in {"None": None, "int": 1, "unknown": "n", "upper": "CHW"}.items():
+        cases.append((f"gram_matrix-normalization={kind}", "normalization",
+                      dict(features=X, normalization=value)))
+    return cases
+
+
 def _to_meta(value):
     if isinstance(value, torch.Tensor):
         return value.to("meta")
@@ -217,6 +285,10 @@ def all_cases():
     for case_id, arg, kwargs in functional_cases():
         impls = {"compiled": functional.feature_loss, "reference": reference.feature_loss}
         cases.append((case_id, arg, lambda path, k=kwargs, i=impls: i[path](**k)))
+    for op, family in (("style_loss", style_cases()), ("gram_matrix", gram_cases())):
+        impls = {"compiled": getattr(functional, op), "reference": getattr(reference, op)}
+        for case_id, arg, kwargs in family:
+            cases.append((case_id, arg, lambda path, k=kwargs, i=impls: i[path](**k)))
     for case_id, arg, call in module_cases():
         cases.append((case_id, arg, lambda path, c=call: _on_path(path, c)))
     return cases

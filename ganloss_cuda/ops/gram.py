@@ -24,6 +24,7 @@ OPS = ("gram_matrix", "gram_matrix_backward", "style_loss", "style_loss_backward
 _ops = torch.ops.ganloss
 
 
+@torch.compiler.assume_constant_result  # a constant of the traced graph
 def _allow_tf32() -> bool:
     return torch.get_float32_matmul_precision() != "highest"
 
@@ -120,16 +121,24 @@ def _style_setup_context(ctx, inputs, output):
 def _style_backward(ctx, grad, _stats_grad, _diffs_grad):
     _check_once()
     n = ctx.num_layers
-    none = [None] * n
-    need_x, need_y = any(ctx.needs_input_grad[0]), any(ctx.needs_input_grad[1])
-    if grad is None or not (need_x or need_y):
-        return none, none, None, None, None, None, None, None
-    stats, *rest = ctx.saved_tensors
-    xs, ys, diffs = rest[:n], rest[n:2 * n], rest[2 * n:]
     weights, scales, criterion, reduction, target_is_gram, allow_tf32 = ctx.args
-    dxs, dys = _ops.style_loss_backward(grad, stats, diffs, xs, ys, weights, scales, criterion,
-                                        reduction, target_is_gram, need_x, need_y, allow_tf32)
-    return dxs or none, dys or none, None, None, None, None, None, None
+    need_x, need_y = any(ctx.needs_input_grad[0]), any(ctx.needs_input_grad[1])
+    dxs = dys = []
+    if grad is not None and (need_x or need_y):
+        stats, *rest = ctx.saved_tensors
+        xs, ys, diffs = rest[:n], rest[n:2 * n], rest[2 * n:]
+        dxs, dys = _ops.style_loss_backward(grad, stats, diffs, xs, ys, weights, scales,
+                                            criterion, reduction, target_is_gram, need_x, need_y,
+                                            allow_tf32)
+    none = [None] * n
+    return (dxs or none, dys or none, _no_grad(weights), _no_grad(scales), None, None, None,
+            None)
+
+
+def _no_grad(arg):
+    """The 'no gradient' entry for a float[] argument: torch.library treats a list as a list of
+    gradients only when every element is a tensor (an empty list too), else as one leaf."""
+    return [None] * len(arg) if all(isinstance(a, Tensor) for a in arg) else None
 
 
 def _check_once():

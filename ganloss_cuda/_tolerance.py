@@ -9,6 +9,10 @@ LOSS_RTOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-5, tor
 GRAD_RTOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 # float16 gradients below its smallest normal (6e-5) are subnormals spaced 2**-24 apart.
 GRAD_ATOL = {torch.float64: 0.0, torch.float32: 0.0, torch.float16: 2.0**-24, torch.bfloat16: 0.0}
+# float32 Gram/style products through TF32 tensor cores (CUDA, only when
+# torch.get_float32_matmul_precision() is not "highest"): inputs rounded to 10 mantissa bits.
+TF32_LOSS_RTOL = 2e-3
+TF32_GRAD_RTOL = 1e-2
 
 
 def assert_close(actual, expected, dtype, kind: str):

@@ -15,6 +15,7 @@ DTYPES = [pytest.param(torch.float64, id="f64"), pytest.param(torch.float32, id=
 # The one tolerance table (ganloss_cuda/_tolerance.py), read without importing the package.
 _tolerance = package_module("_tolerance")
 LOSS_RTOL, GRAD_RTOL, GRAD_ATOL = _tolerance.LOSS_RTOL, _tolerance.GRAD_RTOL, _tolerance.GRAD_ATOL
+TF32_LOSS_RTOL, TF32_GRAD_RTOL = _tolerance.TF32_LOSS_RTOL, _tolerance.TF32_GRAD_RTOL
 
 
 def pytest_configure(config):

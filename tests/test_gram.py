@@ -5,8 +5,9 @@ torch.compile(fullgraph=True). Sizes users run are in test_gram_numerics.py."""
 import pytest
 import torch
 
-from conftest import (DEVICES, DTYPES, GRAD_ATOL, GRAD_RTOL, LOSS_RTOL, assert_close,
-                      check_compile_fullgraph, check_gradcheck, check_opcheck)
+from conftest import (DEVICES, DTYPES, GRAD_ATOL, GRAD_RTOL, LOSS_RTOL, TF32_GRAD_RTOL,
+                      TF32_LOSS_RTOL, assert_close, check_compile_fullgraph, check_gradcheck,
+                      check_opcheck)
 from ganloss_cuda import functional as F
 from ganloss_cuda import reference as R
 from ganloss_cuda.ops import gram as gram_ops
@@ -271,6 +272,32 @@ def test_torch_compile_fullgraph(device):
     ref = step([x.detach().double().requires_grad_() for x in xs], [y.double() for y in ys],
                [g.double() for g in grams])
     assert_close(out, ref, 1e-5, "compiled loss")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["highest", "high"])
+def test_cuda_fp32_matmul_precision(precision):
+    """fp32 features: exact FFMA products by default, TF32 tensor cores when the user allows
+    them (within the TF32 tolerance, and not bitwise the exact result)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    x = torch.randn(2, 64, 48, 48, device="cuda", requires_grad=True)
+    y = torch.randn_like(x)
+    xd = x.detach().double().requires_grad_()
+    ref = R.style_loss(xd, y.double(), criterion="mse")
+    (ref_dx,) = torch.autograd.grad(ref, [xd])
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision(precision)
+        loss = F.style_loss(x, y, criterion="mse")
+        (dx,) = torch.autograd.grad(loss, [x])
+    finally:
+        torch.set_float32_matmul_precision(before)
+    exact = precision == "highest"
+    assert_close(loss, ref, LOSS_RTOL[torch.float32] if exact else TF32_LOSS_RTOL, "loss")
+    assert_close(dx, ref_dx, GRAD_RTOL[torch.float32] if exact else TF32_GRAD_RTOL, "grad")
+    if not exact:
+        assert not torch.equal(loss, F.style_loss(x, y, criterion="mse"))
 
 
 @pytest.mark.cuda

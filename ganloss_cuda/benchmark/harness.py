@@ -24,9 +24,12 @@ IQR is more than NOISY_IQR of its median or when other processes used more than 
 the machine's CPU time while it was timed; no speedup is given for a pair with a noisy row.
 
 Floors (GPU only): the suite's floor bytes (the bytes a case and mode must move) / the copy
-bandwidth measured in the same run. On CPU the inputs, reused call after call, largely stay in
-the caches, where DRAM copy bandwidth bounds nothing, so CPU rows have no floor; their achieved
-GB/s (floor bytes / median) is still given.
+bandwidth measured in the same run; for a suite with ``floor_flops`` (compute-bound losses, the
+Gram family) the floor is the larger of that and the floor FLOPs / the matmul rate measured in
+the same process (``matmul_probe``: a square GEMM in the case's dtype under its matmul precision),
+and the row says which one binds. On CPU the inputs, reused call after call, largely stay in the
+caches, where DRAM copy bandwidth bounds nothing, so CPU rows have no floor; their achieved GB/s
+(floor bytes / median) and, with floor FLOPs, TFLOP/s (floor FLOPs / median) are still given.
 """
 import contextlib
 import itertools
@@ -59,11 +62,16 @@ BUSY_SHARE = 0.1
 class CaseBase:
     """What the harness reads of a suite's case, a frozen dataclass deriving from this one with
     at least the fields ``op`` (the op it exercises), ``name``, ``dtype`` and ``quick`` (part of
-    the --quick subset)."""
+    the --quick subset). A case may override ``dtype_name`` (the rows' dtype column) and
+    ``settings`` (torch settings that its every call runs under, checks and timing alike)."""
 
     @property
     def dtype_name(self) -> str:
         return DTYPE_NAMES[self.dtype]
+
+    def settings(self):
+        """A context manager for the case's torch settings; none by default."""
+        return contextlib.nullcontext()
 
     def group(self, mode: str) -> str:
         return f"{self.op}-{self.name}-{self.dtype_name}-{mode}"
@@ -72,14 +80,16 @@ class CaseBase:
 @dataclass(frozen=True)
 class SelfCheck:
     """One self-check of the main job: ``run()`` -> (got, want), each {stage: tensor or list of
-    tensors}, got from ganloss on the device, want from the float64 reference; a stage named
-    "loss" is held to LOSS_RTOL, every other one (gradients) to GRAD_RTOL and GRAD_ATOL.
-    ``label`` ends the PASS/FAIL line; ``fields`` go into the check's JSON entry."""
+    tensors}, got from ganloss on the device, want from the float64 reference; the stages named
+    in ``values`` (results accumulated in fp32 whatever the dtype: a loss, a Gram) are held to
+    LOSS_RTOL, every other one (gradients) to GRAD_RTOL and GRAD_ATOL. ``label`` ends the
+    PASS/FAIL line; ``fields`` go into the check's JSON entry."""
 
     dtype: torch.dtype
     label: str
     fields: Mapping[str, object]
     run: Callable[[], Tuple[dict, dict]]
+    values: Tuple[str, ...] = ("loss",)
 
 
 @dataclass(frozen=True)
@@ -89,8 +99,9 @@ class Suite:
     ``make_inputs(case, device, generator)`` -> one input set, a tuple of call arguments whose
     tensors that require grad are the ones ``fwd_bwd`` differentiates; ``call(fn, case, inputs)``
     -> the scalar loss of ``fn`` (``reference``, its torch.compile, or ``ganloss``) on them;
-    ``floor_bytes(case, mode)`` -> the bytes the step must move; ``self_checks(device)`` -> the
-    SelfChecks of the main job, whose stages ``check_stages`` maps to the ops they exercise;
+    ``floor_bytes(case, mode)`` -> the bytes the step must move; ``floor_flops(case, mode)`` (a
+    compute-bound family's; None: bytes only) -> the FLOPs it must do; ``self_checks(device)`` ->
+    the SelfChecks of the main job, whose stages ``check_stages`` maps to the ops they exercise;
     ``sanitizer_calls(device)`` runs small calls that reach every kernel path (forward and
     backward, odd sizes, misaligned and empty tensors) for compute-sanitizer and returns how
     many."""
@@ -110,6 +121,7 @@ class Suite:
     # Least fwd_bwd speedup of ganloss against each provider on the 2-core CPU CI VM (fp32): the
     # speedup table's "CPU goal" column; empty for none.
     cpu_goal: Mapping[str, float] = field(default_factory=dict)
+    floor_flops: Optional[Callable[[CaseBase, str], int]] = None
 
     def cases_for(self, device: str, quick: bool = False) -> list:
         """The GPU set on 'cuda', the small CPU set on 'cpu'; only the quick ones if quick."""
@@ -345,6 +357,53 @@ def bandwidth_probe(device: str) -> dict:
             "iqr_ms": m.iqr * 1e3, "gbps": 2 * nbytes / m.median / 1e9}
 
 
+_MATMUL_PROBES = {}  # (device, dtype, float32 matmul precision) -> matmul_probe's result
+
+
+def matmul_probe(device: str, dtype: torch.dtype, log: Callable = print) -> dict:
+    """Matmul rate, TFLOP/s (2 n^3 per product): torch.mm of two n x n matrices in dtype (n =
+    8192 on a GPU, 2048 on CPU) under the current torch.get_float32_matmul_precision() (fp32:
+    exact FFMA at "highest", TF32 tensor cores at "high"), after a warm-up; the denominator of a
+    FLOP floor. Measured once per (device, dtype, precision) in a process, and logged then."""
+    key = (device, dtype, torch.get_float32_matmul_precision())
+    if key not in _MATMUL_PROBES:
+        n = 8192 if device == "cuda" else 2048
+        a = torch.randn(n, n, device=device, dtype=dtype)  # not constant: power draw, clocks
+        out = torch.empty_like(a)
+        timer = Timer("torch.mm(a, a, out=out)", globals={"torch": torch, "a": a, "out": out},
+                      num_threads=torch.get_num_threads())
+        timer.blocked_autorange(min_run_time=0.2)
+        m = timer.blocked_autorange(min_run_time=1.0)
+        _MATMUL_PROBES[key] = {"device": device, "dtype": DTYPE_NAMES[dtype], "precision": key[2],
+                               "n": n, "median_ms": m.median * 1e3, "iqr_ms": m.iqr * 1e3,
+                               "tflops": 2 * n ** 3 / m.median / 1e12}
+        log(f"  {device} {DTYPE_NAMES[dtype]} matmul (precision {key[2]}): "
+            f"{_MATMUL_PROBES[key]['tflops']:.1f} TFLOP/s")
+    return _MATMUL_PROBES[key]
+
+
+def floors(suite: Suite, case: CaseBase, mode: str, device: str, probe_gbps: float,
+           log: Callable = print) -> dict:
+    """The floor fields of a row: floor_bytes and floor_flops (None for a suite without FLOP
+    floors); on a GPU also floor_ms = max(bytes / copy bandwidth, FLOPs / matmul rate of the
+    case's dtype, measured under the case's settings), the matmul rate (peak_tflops) and which
+    of the two binds (bound: "bytes" or "flops")."""
+    nbytes = suite.floor_bytes(case, mode)
+    flops = suite.floor_flops(case, mode) if suite.floor_flops else None
+    out = {"floor_bytes": nbytes, "floor_flops": flops, "floor_ms": None, "peak_tflops": None,
+           "bound": None}
+    if device != "cuda":
+        return out
+    bytes_ms = nbytes / probe_gbps / 1e6
+    out.update(floor_ms=bytes_ms, bound="bytes")
+    if flops is not None:
+        out["peak_tflops"] = matmul_probe(device, case.dtype, log)["tflops"]
+        flops_ms = flops / out["peak_tflops"] / 1e9
+        if flops_ms > bytes_ms:
+            out.update(floor_ms=flops_ms, bound="flops")
+    return out
+
+
 def _error(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
 
@@ -352,25 +411,30 @@ def _error(e: Exception) -> str:
 def run_case(suite: Suite, case: CaseBase, device: str, probe_gbps: float, quick: bool = False,
              providers=PROVIDERS, modes=MODES, log: Callable = print) -> List[dict]:
     """Rows (the ``benchmarks`` fields of docs/gpu-results.md) for every provider and mode of
-    one case; per mode, the providers are checked against the float64 reference, then timed
-    interleaved (time_interleaved), then their peak memory and (CUDA) kernel counts are taken.
-    A wrong loss or gradient of reference or ganloss raises CorrectnessError; any failure of
-    reference_compiled (say, no C compiler for inductor) is recorded in its row instead."""
+    one case, all under the case's settings; per mode, the providers are checked against the
+    float64 reference, then timed interleaved (time_interleaved), then their peak memory and
+    (CUDA) kernel counts are taken. A wrong loss or gradient of reference or ganloss raises
+    CorrectnessError; any failure of reference_compiled (say, no C compiler for inductor) is
+    recorded in its row instead."""
+    with case.settings():
+        return _run_case(suite, case, device, probe_gbps, quick, providers, modes, log)
+
+
+def _run_case(suite, case, device, probe_gbps, quick, providers, modes, log) -> List[dict]:
     sets = input_sets(suite, case, device)
     want = float64_reference(suite, case, sets[0])
     fallback = provider_note(suite, device)
     fns = {provider: provider_fn(suite, provider) for provider in providers}
     rows = []
     for mode in modes:
-        floor = suite.floor_bytes(case, mode)
+        floor = floors(suite, case, mode, device, probe_gbps, log)
         mode_rows, steps = {}, {}
         for provider in providers:
             mode_rows[provider] = {
                 "op": case.op, "case": case.name, "dtype": case.dtype_name, "mode": mode,
                 "provider": provider, "device": device, "median_ms": None, "iqr_ms": None,
-                "others_cpu": None, "noisy": None, "floor_bytes": floor,
-                "floor_ms": floor / probe_gbps / 1e6 if device == "cuda" else None,
-                "achieved_gbps": None, "peak_mem_bytes": None, "kernels_fwd": None,
+                "others_cpu": None, "noisy": None, **floor, "achieved_gbps": None,
+                "achieved_tflops": None, "peak_mem_bytes": None, "kernels_fwd": None,
                 "kernels_bwd": None, "first_call_s": None,
                 "note": fallback if provider == "ganloss" else None, "error": None,
                 "cpu_goal": dict(suite.cpu_goal) if provider == "ganloss" else None}
@@ -389,7 +453,9 @@ def run_case(suite: Suite, case: CaseBase, device: str, probe_gbps: float, quick
             row = mode_rows[provider]
             row.update(median_ms=m.median * 1e3, iqr_ms=m.iqr * 1e3, others_cpu=others,
                        noisy=not m.meets_confidence(NOISY_IQR) or (others or 0) > BUSY_SHARE,
-                       achieved_gbps=floor / m.median / 1e9,
+                       achieved_gbps=floor["floor_bytes"] / m.median / 1e9,
+                       achieved_tflops=None if floor["floor_flops"] is None
+                       else floor["floor_flops"] / m.median / 1e12,
                        peak_mem_bytes=peak_memory(steps[provider], sets[0], device))
             if device == "cuda":
                 row["kernels_fwd"], row["kernels_bwd"] = kernel_counts(
@@ -470,7 +536,7 @@ def run_self_checks(suite: Suite, device: str, log: Callable = print) -> List[di
                                   w if isinstance(w, list) else [w]):
                     try:
                         _tolerance.assert_close(gi, wi, c.dtype,
-                                                "loss" if stage == "loss" else "grad")
+                                                "loss" if stage in c.values else "grad")
                     except AssertionError as e:
                         result["failed"].append(stage)
                         result["error"] = (result["error"]
@@ -515,20 +581,25 @@ def _cpu_goal(s: dict) -> Optional[str]:
 def format_table(rows: List[dict], speedup_rows: List[dict]) -> str:
     """Plain-text tables: one line per row (median and IQR in ms, IQR in % of the median, the
     CPU share other processes used meanwhile, noisy or not, floor, achieved GB/s, peak MiB of one
-    step, CUDA kernels fwd/bwd), then ganloss's speedups
+    step, CUDA kernels fwd/bwd; with FLOP floors in any row, also which floor binds and the
+    achieved TFLOP/s), then ganloss's speedups
     ("noisy" where a row of the pair is noisy); then what the reader must know: noise, CPU
     floors, errors and notes."""
+    flops = any(r["floor_flops"] is not None for r in rows)
     lines = [[f"{r['device']} {r['case']}", r["dtype"], r["mode"], r["provider"],
               _f(r["median_ms"], ".3f"), _f(r["iqr_ms"], ".3f"),
               None if r["median_ms"] is None else f"{100 * r['iqr_ms'] / r['median_ms']:.0f}%",
               _f(r["others_cpu"], ".0%"), "noisy" if r["noisy"] else "",
-              _f(r["floor_ms"], ".3f"), _f(r["achieved_gbps"], ".1f"),
-              _f(r["peak_mem_bytes"] and r["peak_mem_bytes"] / 2 ** 20, ".1f"),
-              None if r["kernels_fwd"] is None
-              else f"{r['kernels_fwd']}/{_f(r['kernels_bwd'], 'd')}"]
+              _f(r["floor_ms"], ".3f")] + ([r["bound"]] if flops else [])
+             + [_f(r["achieved_gbps"], ".1f")]
+             + ([_f(r["achieved_tflops"], ".3g")] if flops else [])
+             + [_f(r["peak_mem_bytes"] and r["peak_mem_bytes"] / 2 ** 20, ".1f"),
+                None if r["kernels_fwd"] is None
+                else f"{r['kernels_fwd']}/{_f(r['kernels_bwd'], 'd')}"]
              for r in rows]
     out = [_table(["case", "dtype", "mode", "provider", "median_ms", "iqr_ms", "IQR", "others",
-                   "", "floor_ms", "GB/s", "peak_MiB", "kernels"], lines)]
+                   "", "floor_ms"] + (["bound"] if flops else []) + ["GB/s"]
+                  + (["TFLOP/s"] if flops else []) + ["peak_MiB", "kernels"], lines)]
     lines = [[f"{s['device']} {s['case']}", s["dtype"], s["mode"], _ratio(s, "reference"),
               _ratio(s, "reference_compiled"), _cpu_goal(s)] for s in speedup_rows]
     out += ["", _table(["ganloss speedup", "dtype", "mode", "vs reference",
@@ -542,7 +613,8 @@ def format_table(rows: List[dict], speedup_rows: List[dict]) -> str:
                    "speedups are not given. Rerun (on a quiet machine if `others` is high).")
     if any(r["device"] == "cpu" for r in rows):
         out.append("cpu: no floors (the inputs largely stay in the caches, where the DRAM copy "
-                   "bandwidth bounds nothing); GB/s = model bytes / median.")
+                   "bandwidth bounds nothing); GB/s = model bytes / median"
+                   + (", TFLOP/s = model FLOPs / median." if flops else "."))
     out += sorted({f"{r['provider']}: {r['error'] or r['note']}" for r in rows
                    if r["error"] or r["note"]})
     return "\n".join(out)

@@ -73,14 +73,17 @@ def check_str(value, name: str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
 
 
-_OP_ARG = re.compile(r"\b(inputs|targets|masks)\[(\d+)\]")
+# A list argument's entry ("targets[3]"), or gram_matrix's one tensor, whose messages start with
+# "features".
+_OP_ARG = re.compile(r"\b(inputs|targets|masks)\[(\d+)\]|^(features)\b")
 
 
 def with_arg_names(name: Callable[[str, int], str], compute: Callable[[], Tensor]):
-    """compute(), with the op's list-argument names in its errors ("targets[3]") replaced by the
-    caller's, name("targets", 3)."""
+    """compute(), with the op's argument names in its errors replaced by the caller's:
+    "targets[3]" by name("targets", 3), gram_matrix's "features" by name("features", 0)."""
     try:
         return compute()
     except (TypeError, ValueError) as error:
-        message = _OP_ARG.sub(lambda m: name(m.group(1), int(m.group(2))), str(error))
+        message = _OP_ARG.sub(lambda m: name(m.group(1) or m.group(3), int(m.group(2) or 0)),
+                              str(error))
         raise type(error)(message) from None

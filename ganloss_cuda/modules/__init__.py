@@ -4,7 +4,8 @@ module per area (pixel, perceptual, adversarial); this file only re-exports.
 Layer rule: an area's module imports torch, ``functional``, ``reference`` and ``_args`` only.
 """
 from .adversarial import FeatureMatchingLoss
-from .perceptual import VGGLoss
+from .perceptual import PerceptualStyleLoss, PiqStyleLoss, StyleLoss, StyleLossLayer, VGGLoss
 from .pixel import CharbonnierLoss, L1Loss, MSELoss
 
-__all__ = ["L1Loss", "MSELoss", "CharbonnierLoss", "VGGLoss", "FeatureMatchingLoss"]
+__all__ = ["L1Loss", "MSELoss", "CharbonnierLoss", "VGGLoss", "FeatureMatchingLoss", "StyleLoss",
+           "PerceptualStyleLoss", "PiqStyleLoss", "StyleLossLayer"]

@@ -43,24 +43,27 @@ def _x(speedup, provider):
 
 
 def table(report, mode):
-    """Markdown table of one mode: the three providers' medians, the floor, ganloss's GB/s and
-    speedups."""
+    """Markdown table of one mode: the three providers' medians, the floor and what binds it,
+    ganloss's GB/s (and TFLOP/s for compute-bound families) and speedups."""
     probe = (report.get("bandwidth_probe") or {}).get("gbps")
     rows = {}
     for r in report.get("benchmarks", []):
         if r["mode"] == mode:
             rows.setdefault((r["case"], r["dtype"]), {})[r["provider"]] = r
     speed = {(s["case"], s["dtype"]): s for s in report.get("speedups", []) if s["mode"] == mode}
-    lines = ["| case | dtype | reference ms | compiled ms | ganloss ms | floor ms | ganloss GB/s "
-             "| vs reference | vs compiled |", "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = ["| case | dtype | reference ms | compiled ms | ganloss ms | floor ms (bound) "
+             "| ganloss GB/s | ganloss TFLOP/s | vs reference | vs compiled |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for (case, dtype), p in rows.items():
         ours, s = p.get("ganloss", {}), speed.get((case, dtype), {})
-        gbps = ours.get("achieved_gbps")
+        gbps, tflops = ours.get("achieved_gbps"), ours.get("achieved_tflops")
         share = f" ({100 * gbps / probe:.0f} %)" if gbps and probe else ""
+        bound = f" ({ours['bound']})" if ours.get("bound") else ""
         lines.append(f"| {case} | {dtype} | {_ms(p.get('reference', {}).get('median_ms'))} "
                      f"| {_ms(p.get('reference_compiled', {}).get('median_ms'))} "
-                     f"| {_ms(ours.get('median_ms'))} | {_ms(ours.get('floor_ms'))} "
+                     f"| {_ms(ours.get('median_ms'))} | {_ms(ours.get('floor_ms'))}{bound} "
                      f"| {'-' if gbps is None else f'{gbps:.0f}'}{share} "
+                     f"| {'-' if tflops is None else f'{tflops:.1f}'} "
                      f"| {_x(s, 'reference')} | {_x(s, 'reference_compiled')} |")
     return "\n".join(lines)
 
@@ -84,8 +87,10 @@ def section(found, current_csrc):
         f"passed, {tests.get('failed')} failed, {tests.get('skipped')} skipped. "
         f"Sanitizer: {sanitizer}.",
         "",
-        "Median times; floor = bytes that must move (read x and y, write dx for fwd_bwd) at the "
-        "measured copy bandwidth; speedups are ratios of medians (> 1: ganloss is faster), "
+        "Median times; floor = the bytes that must move at the measured copy bandwidth (feature: "
+        "read x and y, write dx for fwd_bwd), or, where the FLOPs take longer at the measured "
+        "matmul rate, the FLOPs (Gram: 2 B C^2 K per Gram product; bound says which, "
+        "benchmarks/NOTES.md); speedups are ratios of medians (> 1: ganloss is faster), "
         "\"noisy\" where a row's IQR was over 25 % of its median or other processes used over "
         "10 % of the CPUs while it was timed (docs/performance.md).",
         "",

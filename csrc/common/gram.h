@@ -46,9 +46,11 @@ GANLOSS_HD int64_t style_segment_count(Reduction r, int64_t batch, int64_t chann
 // the GPU), and a tile's partial sums are reduced in slab order 0, 1, ..., so D and the loss are
 // bitwise the same on any GPU. Partial p = (sample * pairs + pair) * splits + slab of a layer.
 
+namespace ganloss {
+
 constexpr int kGramTile = 64;               // Gram rows and columns per tile; dF columns per tile
 constexpr int kGramKStep = 32;              // slabs are whole multiples of this many K elements
-constexpr int64_t kGramMinSlab = 512;       // K elements per slab, at least (split layers)
+constexpr int64_t kGramMinSlab = 256;       // K elements per slab, at least (split layers)
 constexpr int64_t kGramTargetBlocks = 512;  // forward blocks a layer is split to reach
 constexpr int64_t kGramMaxSplits = 64;
 constexpr int kGramLayersPerLaunch = 12;    // layers per by-value CUDA parameter block (< 4 KB)
@@ -86,3 +88,5 @@ GANLOSS_HD GramSplit gram_split(int64_t batch, int64_t channels, int64_t k) {
   slab = (slab + kGramKStep - 1) / kGramKStep * kGramKStep;
   return {slab > 0 ? int((k + slab - 1) / slab) : 1, slab};
 }
+
+}  // namespace ganloss

@@ -71,6 +71,61 @@ def _feature_cases():
 
 FEATURE_CASES = {c.name: c for c in _feature_cases()}
 
+
+@dataclass
+class GramCase:
+    """A style_loss (op "style") or gram_matrix (op "gram") case on [B, C, K] features."""
+    name: str
+    dtype: str
+    shapes: list              # (B, C, K) per layer
+    op: str = "style"
+    criterion: str = "l1"
+    reduction: str = "mean"
+    target: str = "features"  # features | gram ([B, C, C]) | gram1 ([1, C, C]) | gram16 (fp16 [B, C, C])
+    channels_last: bool = False  # features with stride(1) == 1
+    tf32: bool = False
+    target_grad: bool = True
+    weights: list = field(default_factory=list)
+
+
+def _gram_cases():
+    # Layer shapes: split-K (K >= 2 * kGramMinSlab: 2 slabs) with C = 3 (one tile, odd K), odd C
+    # over two tiles (3 tile pairs, mirrored) with K tails, and a full aligned tile (16-byte loads
+    # along K, or along C for channels_last).
+    shapes = [(2, 3, 519), (2, 65, 77), (2, 64, 96)]
+    engines = [("f64", False), ("f32", False), ("f32", True), ("f16", False), ("bf16", False)]
+    targets = ("features", "gram", "gram1")
+    cases = []
+    for ei, (dt, tf32) in enumerate(engines):
+        tag = dt + ("-tf32" if tf32 else "")
+        # Tensor-core engines (emulated mma_sync is slow): L1 (no lo split) and one split criterion.
+        crits = ("l1", "mse", "fro") if dt in ("f64", "f32") and not tf32 else ("l1", "fro" if ei % 2 else "mse")
+        for ci, crit in enumerate(crits):
+            red = REDUCTIONS[(ei + ci) % 3]
+            target = targets[(ei + 2 * ci) % 3]
+            cl = (ei + ci) % 2 == 1
+            cases.append(GramCase(f"gram/{tag}-{crit}-{red}-{target}{'-cl' if cl else ''}", dt,
+                                  shapes, "style", crit, red, target, cl, tf32,
+                                  target_grad=(ei + ci) % 4 != 3, weights=[0.5, 2.0, 1.5]))
+        for cl in (False, True):
+            cases.append(GramCase(f"gram/{tag}-gram_matrix{'-cl' if cl else ''}", dt,
+                                  [(1, 65, 40)] if cl else [(1, 3, 519)], "gram",
+                                  channels_last=cl, tf32=tf32))
+    # More layers than one launch holds (kGramLayersPerLaunch = 12), with empty layers; a target
+    # Gram in another dtype than the accumulation type.
+    many = [(2, 1 + i % 5, 3 + 7 * i) for i in range(14)]
+    many[11] = (2, 0, 8)
+    many[12] = (2, 4, 0)
+    for red in REDUCTIONS:
+        cases.append(GramCase(f"gram/f32-mse-{red}-14layers", "f32", many, "style", "mse", red))
+    many[11] = (2, 2, 8)
+    cases.append(GramCase("gram/f32-l1-per_sample-gram16-14layers", "f32", many, "style", "l1",
+                          "per_sample", "gram16"))
+    return cases
+
+
+GRAM_CASES = {c.name: c for c in _gram_cases()}
+
 # Self-tests: name -> what must happen. "ok": runs and gives `expected`; "error: TEXT": the launch
 # fails with TEXT in the message; "garbage": some output is NaN or differs between schedules.
 SELFTESTS = {
@@ -92,9 +147,10 @@ SELFTESTS = {
 # Crashes the process under AddressSanitizer: run on its own (tests/test_simt.py).
 CRASH_SELFTESTS = {"out_of_bounds": "heap-buffer-overflow"}
 
-CASES = [*FEATURE_CASES, *(f"selftest/{n}" for n in SELFTESTS)]
+CASES = [*FEATURE_CASES, *GRAM_CASES, *(f"selftest/{n}" for n in SELFTESTS)]
 # The CUDA ops each family's cases exercise (case names start with "<family>/").
-OPS = {"feature": ["feature_loss", "feature_loss_backward", "feature_loss_scale_grads_"]}
+OPS = {"feature": ["feature_loss", "feature_loss_backward", "feature_loss_scale_grads_"],
+       "gram": ["gram_matrix", "gram_matrix_backward", "style_loss", "style_loss_backward"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,6 +281,170 @@ def run_feature_case(m, case: FeatureCase):
                                  f"{(seed, policy)}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Gram / style cases.
+
+# Relative tolerances of the tf32 engine (10-bit mantissas): loss, D and gradients.
+TF32_RTOL = 3e-3
+
+
+def _gram_inputs(case: GramCase):
+    g = torch.Generator().manual_seed(zlib.crc32(case.name.encode()))
+    dtype = DTYPES[case.dtype]
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+
+    def place(t):
+        return t.transpose(1, 2).contiguous().transpose(1, 2) if case.channels_last else t
+
+    xs, ys = [], []
+    for b, c, k in case.shapes:
+        xs.append(place(torch.randn(b, c, k, generator=g).to(dtype)))
+        y = torch.randn(b, c, k, generator=g).to(dtype)
+        if case.target == "features":
+            ys.append(place(y))
+            continue
+        y = y[:1] if case.target == "gram1" else y
+        gram = torch.bmm(y.to(acc), y.to(acc).transpose(1, 2)) / max(c * k, 1)
+        ys.append(gram.half() if case.target == "gram16" else gram)
+    return xs, ys, [1.0 / max(c * k, 1) for _, c, k in case.shapes]
+
+
+def _gram_check(actual, expected, case, kind, what):
+    """The tolerance table's rule (_check), with TF32_RTOL for the tf32 engine; kind "diff"
+    (D, G) is relative to `scale`, the largest Gram entry."""
+    if case.tf32:
+        bound = TF32_RTOL * expected.abs().max().item() if expected.numel() else 0.0
+        try:
+            torch.testing.assert_close(actual.double(), expected.double(), rtol=0.0, atol=bound)
+        except AssertionError as e:
+            raise AssertionError(f"{what}: {e}") from None
+    else:  # a target Gram's gradient is in the target's dtype (gram16: fp16)
+        dtype = actual.dtype if actual.dtype == torch.float16 else DTYPES[case.dtype]
+        _check(actual, expected, dtype, kind, what)
+
+
+def _style_reference(case, xs, ys, upstream, diffs):
+    """float64: the loss (ganloss_cuda.reference.gram), each layer's D, and the gradients for
+    each upstream value by autograd. L1's gradient takes the sign of the kernel's D (an entry
+    within rounding of 0 may have either sign: the forward's D is checked separately)."""
+    from ganloss_cuda.reference import gram as ref
+
+    tig = case.target != "features"
+    x64 = [x.detach().double().requires_grad_() for x in xs]
+    y64 = [y.detach().double().requires_grad_() for y in ys]
+    loss = ref.style_loss(x64, y64, case.weights or None, case.criterion, "chw", case.reduction,
+                          tig)
+    ds = [ref.gram_matrix(x, "chw") - (y if tig else ref.gram_matrix(y, "chw"))
+          for x, y in zip(x64, y64)]
+    if case.criterion == "l1":  # sum_l w_l reduce(D_l * sign(D_kernel_l)): L1 with fixed signs
+        per_sample = case.reduction == "per_sample"
+        loss_for_grad = 0.0
+        for i, (d, dk) in enumerate(zip(ds, diffs)):
+            if d.numel() == 0:
+                continue
+            e = (d * dk.double().sign()).flatten(1)
+            w = case.weights[i] if case.weights else 1.0
+            term = e.mean(1) if per_sample else (e.sum() if case.reduction == "sum" else e.mean())
+            loss_for_grad = loss_for_grad + w * term
+    else:
+        loss_for_grad = loss
+    grads = []
+    for u in upstream:
+        gx = torch.autograd.grad(loss_for_grad, x64 + y64, u.double().expand_as(loss),
+                                 retain_graph=True, allow_unused=True)
+        grads.append([torch.zeros_like(t) if g is None else g for t, g in zip(x64 + y64, gx)])
+    return loss.detach(), [d.detach() for d in ds], grads
+
+
+def _gram_scale(xs, ys, case):
+    """The largest Gram entry of each layer (D's error scale)."""
+    from ganloss_cuda.reference import gram as ref
+
+    out = []
+    for x, y in zip(xs, ys):
+        g = ref.gram_matrix(x.double(), "chw").abs()
+        t = (y.double() if case.target != "features" else ref.gram_matrix(y.double(), "chw")).abs()
+        out.append(max(g.max().item() if g.numel() else 0.0, t.max().item() if t.numel() else 0.0))
+    return out
+
+
+def run_style_case(m, case: GramCase):
+    """Forward (loss, D, stats against the CPU kernel's) and backward for every upstream gradient
+    against float64, under the first schedule; then the forward and the upstream-0.75 backward
+    under the others, bitwise equal to the first."""
+    import ganloss_cuda  # noqa: F401  (registers the CPU ops)
+
+    xs, ys, scales = _gram_inputs(case)
+    tig = case.target != "features"
+    args = (case.weights, scales, case.criterion, case.reduction, tig, case.tf32)
+    first = None
+    for seed, policy in SCHEDULES:
+        m.set_schedule(seed, policy)
+        loss, stats, diffs = m.style_loss(xs, ys, *args)
+        upstream = _upstream(loss)[1:]  # 0.75, 2^16 (and per-sample values)
+        outputs = [loss, stats, *diffs]
+        if first is None:
+            ref_loss, ref_diffs, ref_grads = _style_reference(case, xs, ys, upstream, diffs)
+            _gram_check(loss, ref_loss, case, "loss", "loss")
+            for i, (d, rd, s) in enumerate(zip(diffs, ref_diffs, _gram_scale(xs, ys, case))):
+                rtol = TF32_RTOL if case.tf32 else (1e-12 if case.dtype == "f64" else 1e-5)
+                torch.testing.assert_close(d.double(), rd, rtol=0.0, atol=rtol * s,
+                                           msg=lambda e, i=i: f"D of layer {i}: {e}")
+            cpu = torch.ops.ganloss.style_loss(xs, ys, *args)[1]
+            # Sums and f_seg (fro: w / ||D||) as close as two fp32 (fp64) GEMMs' D allow.
+            rtol = TF32_RTOL if case.tf32 else (1e-10 if case.dtype == "f64" else 4e-5)
+            torch.testing.assert_close(stats, cpu, rtol=rtol, atol=0.0,
+                                       msg=lambda e: f"stats differ from the CPU kernel's: {e}")
+        for k, u in enumerate(upstream):
+            if first is not None and k != 0:
+                continue
+            bx, by = m.style_loss_backward(u, stats, diffs, xs, ys, *args[:5], True,
+                                           case.target_grad, case.tf32)
+            expected = ref_grads[k][:len(xs)] + (ref_grads[k][len(xs):] if case.target_grad else [])
+            for i, (g, e) in enumerate(zip(bx + by, expected)):
+                _gram_check(g, e, case, "grad", f"backward, upstream {k}, gradient {i}")
+            if k == 0:
+                outputs += [*bx, *by]
+        bits = _bits(outputs)
+        if first is None:
+            first = bits
+        elif any(not torch.equal(a, b) for a, b in zip(first, bits)):
+            raise AssertionError(f"results differ between schedules {SCHEDULES[0]} and "
+                                 f"{(seed, policy)}")
+
+
+def run_gram_matrix_case(m, case: GramCase):
+    """gram_matrix and gram_matrix_backward (dG of magnitude 1 and 2^16) against float64, bitwise
+    equal under every schedule."""
+    (x,), _, (scale,) = _gram_inputs(case)
+    g = torch.Generator().manual_seed(7)
+    c = x.shape[1]
+    dgs = [torch.randn(x.shape[0], c, c, generator=g).to(torch.float64 if case.dtype == "f64"
+                                                          else torch.float32) * u
+           for u in (1.0, 2.0 ** 16)]
+    x64 = x.double()
+    first = None
+    for seed, policy in SCHEDULES:
+        m.set_schedule(seed, policy)
+        gram = m.gram_matrix(x, scale, case.tf32)
+        outputs = [gram]
+        for k, dg in enumerate(dgs):
+            outputs.append(m.gram_matrix_backward(dg, x, scale, case.tf32))
+        if first is None:
+            expected = torch.bmm(x64, x64.transpose(1, 2)) * scale
+            _gram_check(gram, expected, case, "loss", "gram_matrix")
+            for k, dg in enumerate(dgs):
+                dg64 = dg.double()
+                expected = torch.bmm(dg64 + dg64.transpose(1, 2), x64) * scale
+                _gram_check(outputs[1 + k], expected, case, "grad", f"gram_matrix_backward {k}")
+        bits = _bits(outputs)
+        if first is None:
+            first = bits
+        elif any(not torch.equal(a, b) for a, b in zip(first, bits)):
+            raise AssertionError(f"results differ between schedules {SCHEDULES[0]} and "
+                                 f"{(seed, policy)}")
+
+
 def run_selftest(m, name):
     kind, expected = SELFTESTS[name]
     size = 16384 if name == "dynamic_smem" else 1024
@@ -255,4 +475,7 @@ def run_selftest(m, name):
 def run_case(m, name):
     if name.startswith("selftest/"):
         return run_selftest(m, name.split("/", 1)[1])
+    if name.startswith("gram/"):
+        case = GRAM_CASES[name]
+        return (run_style_case if case.op == "style" else run_gram_matrix_case)(m, case)
     return run_feature_case(m, FEATURE_CASES[name])

@@ -276,6 +276,26 @@ def module_cases():
             lambda f=fake, r=real: modules.FeatureMatchingLoss()(f, r))
     add("FeatureMatchingLoss-num_D", "num_D",
         lambda: modules.FeatureMatchingLoss(num_D=3)(good, good))
+    # Style modules: features that do not match the cached style Grams or the gt features.
+    style = [_t(1, 3, 4, 4), _t(1, 5, 2, 2)]
+    feats = [_t(2, 3, 4, 4), _t(2, 5, 2, 2)]
+    style_bad = {"channels": ("features[1]", [feats[0], _t(2, 4, 2, 2)]),
+                 "int": ("features[0]", [feats[0].int(), feats[1]]),
+                 "one-dim": ("features[1]", [feats[0], _t(5)]),
+                 "meta": ("features[1]", [feats[0], feats[1].to("meta")])}
+    for case_id, (arg, value) in style_bad.items():
+        add(f"StyleLoss-{case_id}", arg, lambda v=value: modules.StyleLoss(style)(v))
+    names = {"relu1_2": 1.0, "relu2_2": 0.5}
+    gt = dict(zip(names, feats))
+    percep_bad = {"shape": ("gt_features['relu2_2']", {**gt, "relu2_2": _t(2, 5, 2, 3)}),
+                  "dtype": ("gt_features['relu1_2']", {**gt, "relu1_2": feats[0].double()})}
+    for case_id, (arg, value) in percep_bad.items():
+        add(f"PerceptualStyleLoss-{case_id}", arg,
+            lambda v=value: modules.PerceptualStyleLoss(names, style_weight=1.0)(gt, v))
+    add("PiqStyleLoss-shape", "y_features[0]",
+        lambda: modules.PiqStyleLoss()([feats[0]], [_t(2, 4, 4, 4)]))
+    add("StyleLossLayer-shape", "input",
+        lambda: modules.StyleLossLayer(feats[0])(_t(2, 4, 4, 4)))
     return cases
 
 

@@ -87,3 +87,10 @@ def with_arg_names(name: Callable[[str, int], str], compute: Callable[[], Tensor
         message = _OP_ARG.sub(lambda m: name(m.group(1) or m.group(3), int(m.group(2) or 0)),
                               str(error))
         raise type(error)(message) from None
+
+
+def no_grad_for(arg):
+    """The 'no gradient' entry of a list argument in an op's torch.library backward: torch.library
+    treats a list as a list of gradients only when every element is a tensor (an empty list too),
+    else (float[]) as one leaf."""
+    return [None] * len(arg) if all(isinstance(a, Tensor) for a in arg) else None

@@ -1,4 +1,5 @@
-"""Generated malformed calls of feature_loss, style_loss, gram_matrix and the modules (constructor and forward).
+"""Generated malformed calls of feature_loss, style_loss, gram_matrix and the modules
+(constructor and forward).
 
 Each call runs on the compiled path (ganloss_cuda.functional / modules) and on the reference
 (ganloss_cuda.reference, or the module with the reference forced). Both must raise the same
@@ -140,7 +141,7 @@ def style_cases():
     add("weights-length-3", "weights", weights=[1.0] * 3)
     for i in (0, 1):
         add(f"weights[{i}]=nan", f"weights[{i}]", weights=_pair(1.0, math.nan, i))
-        for shape in ((2,), (3,), (2, 3, 4, 5), (2, 4, 4, 4), (3, 3, 4, 4)):  # channels mismatch too
+        for shape in ((2,), (3,), (2, 3, 4, 5), (2, 4, 4, 4), (3, 3, 4, 4)):  # C differs too
             add(f"targets[{i}]-shape{shape}", f"targets[{i}]", targets=_pair(X, _t(*shape), i))
         for shape in ((2, 3, 4), (3, 3, 3), (2, 4, 4), (3, 3), (2, 3, 3, 1), (6, 6)):
             add(f"gram-targets[{i}]-shape{shape}", f"targets[{i}]", target_is_gram=True,

@@ -89,7 +89,8 @@ def test_gram_matrix_matches_reference(device, dtype, normalization):
         assert g.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
         assert_close(g, ref, GRAM_RTOL[dtype], f"gram {shape}")
         up = torch.randn_like(ref)  # not symmetric: the backward symmetrises
-        (dx,), (ref_dx,) = torch.autograd.grad(g, [x], up.to(g.dtype)), torch.autograd.grad(ref, [xd], up)
+        (dx,) = torch.autograd.grad(g, [x], up.to(g.dtype))
+        (ref_dx,) = torch.autograd.grad(ref, [xd], up)
         assert dx.dtype == dtype
         assert_close(dx, ref_dx, GRAD_RTOL[dtype], f"grad {shape}", GRAD_ATOL[dtype])
 
@@ -232,7 +233,8 @@ def sample_inputs(device):
     cl = torch.randn(2, 4, 5, 6, device=device).contiguous(memory_format=torch.channels_last)
     yield xs, ys, [1.0, 0.5], [1 / 60, 1 / 35], "l1", "mean", False
     yield xs, grams, [], [1.0, 1.0], "mse", "per_sample", True
-    yield [x.double() for x in xs], [y.double() for y in ys], [2.0, 1.0], [0.1, 0.2], "fro", "sum", False
+    yield ([x.double() for x in xs], [y.double() for y in ys], [2.0, 1.0], [0.1, 0.2], "fro", "sum",
+           False)
     yield [cl.flatten(2)], [cl.flatten(2) * 2], [], [1 / 120], "mse", "mean", False
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from torch._subclasses.functional_tensor import FunctionalTensor
 
 from .. import _ext, reference
-from .._args import Tensors, batch_size
+from .._args import Tensors, batch_size, no_grad_for
 from ..reference import check_feature_args, feature_args
 
 OPS = ("feature_loss", "feature_loss_backward", "feature_loss_scale_grads_")
@@ -150,14 +150,9 @@ def _backward(ctx, grad, _stats_grad, _dxs_grad, _dys_grad):
     dxs, dys = _gradients(ctx, grad, any(ctx.needs_input_grad[0]), any(ctx.needs_input_grad[1]))
     masks, weights = ctx.saved_tensors[1 + 2 * ctx.num_layers:], ctx.args[0]
     none = [None] * ctx.num_layers
-    return (dxs or none, dys or none, _no_grad(masks), _no_grad(weights), None, None, None, None,
-            None)
+    return (dxs or none, dys or none, no_grad_for(masks), no_grad_for(weights), None, None, None,
+            None, None)
 
-
-def _no_grad(arg):
-    """The 'no gradient' entry for a list argument: torch.library treats a list as a list of
-    gradients only when every element is a tensor (an empty list too), else as one leaf."""
-    return [None] * len(arg) if all(isinstance(a, Tensor) for a in arg) else None
 
 
 class _EagerFeatureLoss(torch.autograd.Function):

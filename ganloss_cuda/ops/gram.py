@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import _ext, reference
-from .._args import Tensors
+from .._args import Tensors, no_grad_for
 from ..reference import check_style_args, gram_view, style_args
 from ..reference.gram import acc_dtype, check_gram_args, gram_shape
 
@@ -131,14 +131,9 @@ def _style_backward(ctx, grad, _stats_grad, _diffs_grad):
                                             criterion, reduction, target_is_gram, need_x, need_y,
                                             allow_tf32)
     none = [None] * n
-    return (dxs or none, dys or none, _no_grad(weights), _no_grad(scales), None, None, None,
+    return (dxs or none, dys or none, no_grad_for(weights), no_grad_for(scales), None, None, None,
             None)
 
-
-def _no_grad(arg):
-    """The 'no gradient' entry for a float[] argument: torch.library treats a list as a list of
-    gradients only when every element is a tensor (an empty list too), else as one leaf."""
-    return [None] * len(arg) if all(isinstance(a, Tensor) for a in arg) else None
 
 
 def _check_once():
@@ -159,8 +154,9 @@ def gram_matrix(features: Tensor, normalization: str = "chw") -> Tensor:
         features: (N, C, *spatial), float16/bfloat16/float32/float64, contiguous or
             channels_last (read in place), any other strides (copied).
         normalization: ``"chw"`` (/ C*H*W: BasicSR, mmagic, fast-neural-style), ``"hw"``
-            (/ H*W: Gatys et al.), ``"nchw"`` (the batch folded into the rows, F = features.view(N*C,
-            H*W), / N*C*H*W: the PyTorch tutorial; returns (N*C, N*C)), ``"none"`` (piq).
+            (/ H*W: Gatys et al.), ``"nchw"`` (the batch folded into the rows,
+            F = features.view(N*C, H*W), / N*C*H*W: the PyTorch tutorial; returns (N*C, N*C)),
+            ``"none"`` (piq).
 
     Returns:
         (N, C, C) (or (N*C, N*C) for ``"nchw"``); differentiable once.
@@ -222,9 +218,9 @@ def style_loss(inputs: Tensors, targets: Tensors, weights: Optional[Sequence[flo
     if not _ext.use_extension("style_loss", inputs[0].device):
         return reference.style_loss(*args)
     views = [gram_view(x, normalization) for x in inputs]
-    return _ops.style_loss([f for f, _ in views], _op_targets(targets, target_is_gram, normalization),
-                           weights, [s for _, s in views], criterion, reduction, target_is_gram,
-                           _allow_tf32())[0]
+    features, scales = [f for f, _ in views], [s for _, s in views]
+    return _ops.style_loss(features, _op_targets(targets, target_is_gram, normalization), weights,
+                           scales, criterion, reduction, target_is_gram, _allow_tf32())[0]
 
 
 if _ext.available():  # the registrations need the schemas of the loaded library

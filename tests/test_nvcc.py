@@ -8,6 +8,7 @@ new loss family's files are compiled and checked here without an edit."""
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sysconfig
@@ -184,6 +185,23 @@ def test_sass_of_every_kernel(src, sass_rows):
     bad = [f"{names[r['fn'].name]} ({r['fn'].arch}): {'; '.join(r['problems'])}"
            for r in rows if r["problems"]]
     assert not bad, "SASS checks failed:\n" + "\n".join(bad)
+
+
+@pytest.mark.nvcc
+@needs_nvcc
+@needs_sass_tools
+def test_gram_gemm_engines(sass_rows):
+    """The Gram GEMM kernels use tensor cores (HMMA) exactly where their engine is wmma: fp16,
+    bf16 and tf32 (<float, true>); the exact fp32 (<float, false>) and fp64 ones are FFMA only, so
+    fp32 results never silently lose precision to TF32."""
+    rows = [r for src, rs in sass_rows.items() if src.name == "gram.cu" for r in rs]
+    names = sass.demangle(sorted({r["fn"].name for r in rows}))
+    gemms = [r for r in rows if re.search(r"gram_(partials|backward)_kernel", names[r["fn"].name])]
+    assert len(gemms) == 2 * 5 * len(ARCHS), sorted({names[r["fn"].name] for r in gemms})
+    for r in gemms:
+        name = names[r["fn"].name]
+        tensor = re.search(r"<(__half|__nv_bfloat16), false>|<float, true>", name) is not None
+        assert (sass.mma_count(r["fn"]) > 0) == tensor, (name, r["fn"].arch, sass.mma_count(r["fn"]))
 
 
 # One kernel per check that must fail, and one that passes them all.

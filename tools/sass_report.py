@@ -14,6 +14,12 @@ The checks (check_function):
 - every streaming loop (an innermost loop with a 16-byte global load) issues at least
   MIN_LOADS_IN_FLIGHT 16-byte loads before its first global store, so they are in flight together;
 - no 64-bit integer division: no CALL to nvcc's __cuda_sm20_{div,rem}_{s,u}64 routines.
+
+The tiled GEMM kernels (cuda/gram.cu) stage tiles into shared memory between barriers; their
+main loops hold the staging and mma loops, so they are not innermost and the streaming-loop rule
+does not apply to them. Their engine is checked instead (tests/test_nvcc.py): tensor-core
+instructions (HMMA, counted per kernel here) in the fp16/bf16/tf32 instantiations, none in the
+exact fp32 and fp64 FFMA ones.
 """
 import argparse
 import hashlib
@@ -284,6 +290,11 @@ def local_memory(fn):
     return sum(1 for i in fn.instrs if i.opcode.split(".")[0] in ("LDL", "STL"))
 
 
+def mma_count(fn):
+    """Tensor-core instructions (HMMA, DMMA) in the kernel."""
+    return sum(1 for i in fn.instrs if i.opcode.split(".")[0] in ("HMMA", "DMMA"))
+
+
 def check_function(fn):
     """The problems of one kernel's SASS (empty: none)."""
     problems = []
@@ -369,10 +380,11 @@ def format_report(rows, stamp, tools):
         "16-byte load): static instructions, global loads and stores as count x bytes per thread,",
         "16-byte loads issued before the loop's first store, instructions per 16-byte load (per",
         "16-byte vector of x: that times 2 for x and y, 3 or 4 with a full mask), and CALLs in the",
-        "loop (floating-point slow paths). `problems` lists failed checks.",
+        "loop (floating-point slow paths); tensor-core instructions (HMMA/DMMA) of the kernel.",
+        "`problems` lists failed checks.",
         "",
-        "| kernel | arch | regs | stack/spill | LDL/STL | div64 | streaming loops | problems |",
-        "|---|---|--:|---|--:|--:|---|---|",
+        "| kernel | arch | regs | stack/spill | LDL/STL | div64 | MMA | streaming loops | problems |",
+        "|---|---|--:|---|--:|--:|--:|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (str(r["src"]), names[r["fn"].name], r["fn"].arch)):
         p, fn = r["ptxas"], r["fn"]
@@ -380,7 +392,7 @@ def format_report(rows, stamp, tools):
         lines.append(
             f"| `{names[fn.name]}` | {fn.arch} | {p.get('registers', '?')} | "
             f"{p.get('stack', '?')}/{p.get('spill_stores', '?')}/{p.get('spill_loads', '?')} | "
-            f"{local_memory(fn)} | {div64_calls(fn)} | {loops_text} | "
+            f"{local_memory(fn)} | {div64_calls(fn)} | {mma_count(fn)} | {loops_text} | "
             f"{'; '.join(r['problems']) or '-'} |")
     return "\n".join(lines) + "\n"
 

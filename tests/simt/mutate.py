@@ -60,6 +60,7 @@ class Mutant:
 
 M = Mutant
 FCU, HLP, FH, CRH = "cuda/feature.cu", "cuda/cuda_helpers.cuh", "common/feature.h", "common/criterion.h"
+GCU, GH = "cuda/gram.cu", "common/gram.h"
 # fmt: off
 MUTANTS = [
     # Barriers: each __syncthreads removed, one mutant per barrier; one reached by half the block.
@@ -100,6 +101,19 @@ MUTANTS = [
     # Shared math (common/feature.h, common/criterion.h, also compiled into the host code: rebuilds more).
     M("locate-chunk-layer", FH, "while (l + 1 < num_layers && layers[l + 1].chunk_begin <= chunk) ++l;", "while (l + 1 < num_layers && layers[l + 1].chunk_begin < chunk) ++l;", None, "a layer's first chunk attributed to the previous layer"),
     M("l1-sign-at-zero", CRH, "A(int(d > A(0)) - int(d < A(0)))", "A(int(d >= A(0)) - int(d < A(0)))", None, "L1 gradient 1 at d == 0 (torch: 0)"),
+    # The Gram / style kernels (cuda/gram.cu, common/gram.h).
+    M("gram-no-sync-staged", GCU, "    __syncthreads();", "    ;", "1/5", "forward GEMM: tiles read before every thread staged them"),
+    M("gram-no-sync-next-step", GCU, "__syncthreads();  // before the next step overwrites the tiles", ";", None, "forward GEMM: the next step's staging overwrites tiles still being read"),
+    M("gram-no-sync-backward-staged", GCU, "    __syncthreads();", "    ;", "3/5", "backward GEMM: A and F tiles read before they are staged"),
+    M("gram-slab-partial-index", GCU, "(L.partial_begin + w) * (kT * kT)", "(L.partial_begin + w - slab) * (kT * kT)", None, "split-K: every slab writes slab 0's partial"),
+    M("gram-slab-skipped", GCU, "for (int s = 0; s < L.split.splits; ++s) {", "for (int s = 0; s + 1 < L.split.splits; ++s) {", None, "split-K: the last slab's partial is not reduced"),
+    M("gram-no-mirror", GCU, "if (ti != tj) d[cj * c + ci] = v;", "if (ti == tj) d[cj * c + ci] = v;", None, "D's lower-triangle tiles never written"),
+    M("gram-mirror-weight", GCU, "(ti != tj ? 2.0 : 1.0)", "1.0", None, "criterion terms of a mirrored tile counted once"),
+    M("gram-y-not-negated", GCU, "put(yj, true)", "put(yj, false)", None, "D = s (X X^T + Y Y^T)"),
+    M("gram-no-lo", GCU, "from_acc<T>(scaled - to_acc(hi))", "from_acc<T>(0.0f)", None, "backward: A rounded once to 16 bits (no lo term)"),
+    M("gram-split-scale", GCU, "14 - ilogbf(bound)", "18 - ilogbf(bound)", None, "backward: hi = A * 2^e overflows fp16"),
+    M("gram-dy-sign", GCU, "(is_y ? -1.0 : 1.0)", "1.0", None, "dY = +coef A Y"),
+    M("gram-tile-pair", GH, "p -= tiles - i;", "p -= tiles - i - 1;", None, "upper-triangle tile pairs numbered wrongly"),
 ]
 # fmt: on
 
@@ -231,6 +245,12 @@ def ordered_cases():
     out += rest + [f"selftest/{n}" for n in cases.SELFTESTS] + slow
     missing = set(cases.CASES) - set(out)
     return out + sorted(missing)
+
+
+def family_first(names, mutant):
+    """names with the cases of the mutated file's family first (gram.cu, gram.h: "gram/...")."""
+    family = "gram/" if "gram" in mutant.file else "feature/"
+    return [n for n in names if n.startswith(family)] + [n for n in names if not n.startswith(family)]
 
 
 def _diagonal(case, cases):
@@ -430,7 +450,7 @@ def main():
             if error:
                 row.update(result="does not compile", detail=error)
             else:
-                r = run_tier(copy, names, args.jobs, timeout, work / "run")
+                r = run_tier(copy, family_first(names, m), args.jobs, timeout, work / "run")
                 kind = {"fail": "caught", "crash": "caught (crash)", "timeout": "caught (timeout)",
                         "pass": "SURVIVED"}[r["status"]]
                 detail = (f"{r['case']}: {r['message']}" if r["case"] else r["message"])

@@ -179,6 +179,17 @@ def test_bitwise_repeatable(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_batch_one(device, dtype, target):
+    xs = [x.requires_grad_() for x in _features([(1, 7, 5, 5), (1, 33, 3, 2)], dtype, device)]
+    ys = [y.requires_grad_() for y in _targets(target, xs, "chw")]
+    for reduction in REDUCTIONS:
+        check_style(xs, ys, None, criterion="l1", reduction=reduction,
+                    target_is_gram=target != "features")
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_target_gram_cached_and_broadcast(device):
     """fast-neural-style: the style image's Grams computed once, (1, C, C), reused for a batch;
     equal to the loss against the style features repeated over the batch."""

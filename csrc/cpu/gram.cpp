@@ -4,15 +4,18 @@
 //
 // gram_matrix          : G = s F F^T                                   reads F, writes G
 // gram_matrix_backward : dF = round(bmm(s (dG + dG^T), F))             reads dG, F; writes dF
-// style_loss           : D = s X X^T - s Y Y^T (or - G_target), then per segment the fp64 sum of
-//                        |D| or D^2 (summed row by row, then rows in order: the result does not
-//                        depend on the number of threads), stats and loss from style_group()
+// style_loss           : D = s X X^T - s Y Y^T (or - G_target) written into the saved D, then per
+//                        segment the fp64 sum of |D| or D^2 (one thread per row, rows in order:
+//                        the same bits for any number of threads), stats and loss (style_group)
 // style_loss_backward  : E = g_n f_seg criterion'(D); dX = round(bmm(2 s E, X)),
 //                        dY = round(bmm(-2 s E, Y)), dG_target = round(-E) (batch-summed when
 //                        broadcast): the upstream gradient is applied before the one rounding.
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <tuple>
 #include <vector>
 
@@ -23,10 +26,6 @@ namespace {
 
 at::Tensor widened(const at::Tensor& f, at::ScalarType acc) { return f.to(acc); }
 
-at::Tensor gram_cpu(const at::Tensor& f, double scale) {
-  return at::bmm(f, f.transpose(1, 2)).mul_(scale);
-}
-
 // criterion'(D): sign(D) (0 at 0, as torch's abs backward), 2 D or D (fro; 1/||D|| is in f_seg).
 at::Tensor criterion_grad_cpu(const at::Tensor& d, Criterion c) {
   if (c == Criterion::L1) return d.sgn();
@@ -34,12 +33,29 @@ at::Tensor criterion_grad_cpu(const at::Tensor& d, Criterion c) {
   return d;
 }
 
-// Per-segment fp64 sums of the criterion terms of D [B, C, C]: [B] (per_sample) or [1].
+// Per-segment fp64 sums of the criterion terms |d| or d^2 (computed in D's dtype, as torch does)
+// of D [B, C, C]: [B] (per_sample) or [1]. Each row of C terms is summed by one thread, rows in
+// order per sample and samples in order: the same bits for any number of threads.
 at::Tensor segment_sums(const at::Tensor& d, Criterion c, Reduction r) {
-  const at::Tensor terms = (c == Criterion::L1 ? d.abs() : d * d).to(at::kDouble);
-  const at::Tensor per_sample = terms.flatten(1).sum(1);  // each sample summed in one thread
-  if (r == Reduction::PerSample) return per_sample;
-  return per_sample.sum(0, /*keepdim=*/true);             // B values, in order
+  const int64_t batch = d.size(0), rows = d.size(0) * d.size(1), cols = d.size(2);
+  at::Tensor row_sums = at::empty({rows}, d.options().dtype(at::kDouble));
+  double* out = row_sums.data_ptr<double>();
+  AT_DISPATCH_FLOATING_TYPES(d.scalar_type(), "style_segment_sums", [&] {
+    const scalar_t* in = d.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        double sum = 0.0;
+        for (int64_t j = 0; j < cols; ++j) {
+          const scalar_t v = in[i * cols + j];
+          sum += c == Criterion::L1 ? std::abs(v) : v * v;
+        }
+        out[i] = sum;
+      }
+    });
+  });
+  std::vector<double> sums(r == Reduction::PerSample ? batch : 1, 0.0);
+  for (int64_t i = 0; i < rows; ++i) sums[r == Reduction::PerSample ? i / d.size(1) : 0] += out[i];
+  return at::tensor(sums, at::kDouble);
 }
 
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> style_loss_cpu(
@@ -54,16 +70,16 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> style_loss_cpu(
   auto stats = p.stats.accessor<double, 2>();
   for (StyleLayerPlan& L : p.layers) {
     const at::Tensor x = widened(L.x, p.acc_dtype);
-    at::Tensor d = gram_cpu(x, L.scale);
+    at::Tensor& d = L.diff;
+    at::bmm_out(d, x, x.transpose(1, 2)).mul_(L.scale);
     if (p.target_is_gram) {
       d.sub_(L.target_gram);
     } else {
       const at::Tensor y = widened(L.y, p.acc_dtype);
       d.baddbmm_(y, y.transpose(1, 2), 1.0, -L.scale);
     }
-    L.diff.copy_(d);
-    diffs.push_back(L.diff);
-    const at::Tensor sums = segment_sums(d, p.criterion, p.reduction).contiguous();
+    diffs.push_back(d);
+    const at::Tensor sums = segment_sums(d, p.criterion, p.reduction);
     const double* sum = sums.data_ptr<double>();
     const int64_t count = style_segment_count(p.reduction, L.batch, L.channels);
     for (int64_t s = 0; s < L.segments; ++s) {
@@ -116,7 +132,8 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> style_loss_backward
 
 at::Tensor gram_matrix_cpu(const at::Tensor& features, double scale, bool allow_tf32) {
   GramPlan p = plan_gram_matrix(features, scale, allow_tf32);
-  p.out.copy_(gram_cpu(widened(p.features, p.acc_dtype), p.scale));
+  const at::Tensor f = widened(p.features, p.acc_dtype);
+  at::bmm_out(p.out, f, f.transpose(1, 2)).mul_(p.scale);
   return p.out;
 }
 

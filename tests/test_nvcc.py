@@ -1,7 +1,9 @@
 """nvcc compiles of csrc/ (no GPU needed): every .cu for sm_80 and sm_90 with ptxas -v (warnings
 are errors, no register spills, no stack), the SASS checks of tools/sass_report.py on every kernel
 of those objects (no local memory, 16-byte loads in flight before the first store of each
-streaming loop, no 64-bit division), every torch-facing host file in csrc/cuda/, the ptxas and
+streaming loop, no 64-bit division; tensor cores in exactly the wmma instantiations of the Gram
+GEMMs, whose tiled main loops are not streaming loops), every torch-facing host file in
+csrc/cuda/, the ptxas and
 SASS parsers (on a sample and on a deliberately bad kernel), that docs/sass-report.md matches the
 kernel sources, and the CUDA arch flags the build gives nvcc. Sources are found by globbing, so a
 new loss family's files are compiled and checked here without an edit."""

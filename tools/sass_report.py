@@ -164,7 +164,7 @@ def demangle(names):
             for name, pretty in zip(names, res.stdout.splitlines()):
                 pretty = re.sub(r"^void ", "", pretty)
                 pretty = pretty.replace("(anonymous namespace)::", "").replace("ganloss::", "")
-                pretty = re.sub(r"\((FeatureLaunch)?\)$", "", pretty)
+                pretty = re.sub(r"\((\w+Launch)?\)$", "", pretty)
                 pretty = re.sub(r"\((\w+)\)(\d+)",
                                 lambda m: enums.get(m.groups(), m.group(0)), pretty)
                 out[name] = pretty

@@ -148,8 +148,8 @@ def test_empty_layers(device):
     ys = [torch.randn(s, device=device) for s in shapes]
     for criterion in CRITERIA:
         check_style(xs, ys, None, criterion=criterion)
-    grams = [torch.randn(2, 3, 3, device=device)]
-    check_style([xs[2]], grams, None, criterion="mse", target_is_gram=True)
+    grams = [torch.randn(2, 3, 3, device=device), torch.randn(1, 0, 0, device=device)]
+    check_style([xs[2], xs[1]], grams, None, criterion="mse", target_is_gram=True)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -176,8 +176,10 @@ def style_loss(inputs: Tensors, targets: Tensors, weights: Optional[Sequence[flo
             continue  # an empty layer contributes nothing
         f, scale = gram_view(x, normalization)
         gx = _gram(f, scale)
-        gy = y.to(acc).reshape((-1,) + gx.shape[1:]) if target_is_gram else _gram(
-            gram_view(y, normalization)[0], scale)
+        if target_is_gram:  # (N or 1, C, C), or (N*C, N*C) for 'nchw'
+            gy = y.to(acc) if y.dim() == 3 else y.to(acc).unsqueeze(0)
+        else:
+            gy = _gram(gram_view(y, normalization)[0], scale)
         if gx.numel() == 0:
             continue
         w = weights[i] if weights else 1.0

@@ -68,6 +68,22 @@ def as_count(value, name: str) -> int:
     return int(value)
 
 
+def check_layer_lists(inputs: list, targets: list, weights: list):
+    """The list checks of every multi-layer loss (the plans' check_layer_lists in csrc, same
+    messages): at least one input, one target per input, no weights or one per input, each finite
+    and non-negative."""
+    if not inputs:
+        raise ValueError("inputs must hold at least one tensor")
+    n = len(inputs)
+    if len(targets) != n:
+        raise ValueError(f"targets has {len(targets)} tensors but inputs has {n}")
+    if weights and len(weights) != n:
+        raise ValueError(f"weights has {len(weights)} entries but inputs has {n} "
+                         "(pass an empty list for weights of 1)")
+    for i, w in enumerate(weights):
+        check_non_negative(w, f"weights[{i}]")
+
+
 def check_str(value, name: str):
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")

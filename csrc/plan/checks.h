@@ -7,9 +7,11 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <sstream>
 #include <string>
 
+#include "../common/criterion.h"
 #include "../common/hd.h"
 
 namespace ganloss {
@@ -49,6 +51,28 @@ inline void check_same_dtype(const at::Tensor& t, const std::string& name, const
   TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), name, " has dtype ",
                    dtype_str(t.scalar_type()), " but ", ref_name, " has ",
                    dtype_str(ref.scalar_type()));
+}
+
+// At least one input, one target per input, no weights or one finite non-negative weight per
+// input (ganloss_cuda._args.check_layer_lists, same messages).
+inline void check_layer_lists(at::TensorList inputs, at::TensorList targets,
+                              at::ArrayRef<double> weights) {
+  TORCH_CHECK_VALUE(!inputs.empty(), "inputs must hold at least one tensor");
+  TORCH_CHECK_VALUE(targets.size() == inputs.size(), "targets has ", targets.size(),
+                    " tensors but inputs has ", inputs.size());
+  TORCH_CHECK_VALUE(weights.empty() || weights.size() == inputs.size(), "weights has ",
+                    weights.size(), " entries but inputs has ", inputs.size(),
+                    " (pass an empty list for weights of 1)");
+  for (size_t i = 0; i < weights.size(); ++i)
+    TORCH_CHECK_VALUE(weights[i] >= 0.0 && std::isfinite(weights[i]), arg_name("weights", i),
+                      " must be a finite non-negative number, got ", weights[i]);
+}
+
+inline Reduction parse_reduction(c10::string_view s) {
+  if (s == "mean") return Reduction::Mean;
+  if (s == "sum") return Reduction::Sum;
+  if (s == "per_sample") return Reduction::PerSample;
+  TORCH_CHECK_VALUE(false, "reduction must be 'mean', 'sum' or 'per_sample', got '", s, "'");
 }
 
 inline DType dtype_of(at::ScalarType st) {

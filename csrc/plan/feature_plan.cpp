@@ -16,13 +16,6 @@ Criterion parse_criterion(c10::string_view s) {
   TORCH_CHECK_VALUE(false, "criterion must be 'l1', 'mse', 'charbonnier' or 'fro', got '", s, "'");
 }
 
-Reduction parse_reduction(c10::string_view s) {
-  if (s == "mean") return Reduction::Mean;
-  if (s == "sum") return Reduction::Sum;
-  if (s == "per_sample") return Reduction::PerSample;
-  TORCH_CHECK_VALUE(false, "reduction must be 'mean', 'sum' or 'per_sample', got '", s, "'");
-}
-
 int64_t batch_of(const at::Tensor& t) { return t.dim() > 0 ? t.size(0) : 1; }
 
 // x and y are read in place when both are dense in one format (contiguous, or both channels_last),
@@ -98,18 +91,10 @@ void check_mask(const at::Tensor& m, int64_t i, const at::Tensor& x, Criterion c
 
 void check_lists(at::TensorList inputs, at::TensorList targets,
                  const c10::List<std::optional<at::Tensor>>& masks, at::ArrayRef<double> weights) {
-  TORCH_CHECK_VALUE(!inputs.empty(), "inputs must hold at least one tensor");
-  TORCH_CHECK_VALUE(targets.size() == inputs.size(), "targets has ", targets.size(),
-                    " tensors but inputs has ", inputs.size());
+  check_layer_lists(inputs, targets, weights);
   TORCH_CHECK_VALUE(masks.empty() || masks.size() == inputs.size(), "masks has ", masks.size(),
                     " entries but inputs has ", inputs.size(),
                     " (pass an empty list for no masks)");
-  TORCH_CHECK_VALUE(weights.empty() || weights.size() == inputs.size(), "weights has ",
-                    weights.size(), " entries but inputs has ", inputs.size(),
-                    " (pass an empty list for weights of 1)");
-  for (size_t i = 0; i < weights.size(); ++i)
-    TORCH_CHECK_VALUE(weights[i] >= 0.0 && std::isfinite(weights[i]), arg_name("weights", i),
-                      " must be a finite non-negative number, got ", weights[i]);
 }
 
 }  // namespace

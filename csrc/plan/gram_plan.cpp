@@ -15,13 +15,6 @@ Criterion parse_style_criterion(c10::string_view s) {
   TORCH_CHECK_VALUE(false, "criterion must be 'l1', 'mse' or 'fro', got '", s, "'");
 }
 
-Reduction parse_style_reduction(c10::string_view s) {
-  if (s == "mean") return Reduction::Mean;
-  if (s == "sum") return Reduction::Sum;
-  if (s == "per_sample") return Reduction::PerSample;
-  TORCH_CHECK_VALUE(false, "reduction must be 'mean', 'sum' or 'per_sample', got '", s, "'");
-}
-
 at::ScalarType acc_of(const at::Tensor& t) {
   return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
@@ -53,20 +46,13 @@ StylePlan plan_style_layers(at::TensorList inputs, at::TensorList targets,
                             at::ArrayRef<double> weights, at::ArrayRef<double> scales,
                             c10::string_view criterion, c10::string_view reduction,
                             bool target_is_gram, bool allow_tf32) {
-  TORCH_CHECK_VALUE(!inputs.empty(), "inputs must hold at least one tensor");
+  check_layer_lists(inputs, targets, weights);
   const size_t n = inputs.size();
-  TORCH_CHECK_VALUE(targets.size() == n, "targets has ", targets.size(), " tensors but inputs has ",
-                    n);
-  TORCH_CHECK_VALUE(weights.empty() || weights.size() == n, "weights has ", weights.size(),
-                    " entries but inputs has ", n, " (pass an empty list for weights of 1)");
   TORCH_CHECK_VALUE(scales.size() == n, "scales has ", scales.size(), " entries but inputs has ",
                     n);
-  for (size_t i = 0; i < weights.size(); ++i)
-    TORCH_CHECK_VALUE(weights[i] >= 0.0 && std::isfinite(weights[i]), arg_name("weights", i),
-                      " must be a finite non-negative number, got ", weights[i]);
   StylePlan p;
   p.criterion = parse_style_criterion(criterion);
-  p.reduction = parse_style_reduction(reduction);
+  p.reduction = parse_reduction(reduction);
   p.target_is_gram = target_is_gram;
   p.allow_tf32 = allow_tf32;
   const at::Tensor& x0 = inputs[0];

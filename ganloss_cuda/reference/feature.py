@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .._args import (FLOATING, Tensors, as_list, as_number, as_numbers, batch_size,
-                     check_non_negative, check_str)
+                     check_layer_lists, check_str)
 
 CRITERIA = ("l1", "mse", "charbonnier", "fro")
 REDUCTIONS = ("mean", "sum", "per_sample")
@@ -50,19 +50,11 @@ def check_feature_args(inputs: list, targets: list, weights: list, criterion: st
                        reduction: str, masks: list, eps: float):
     """The checks of the compiled ops' work plan (csrc), with the same messages, for the
     reference path and the fake kernels."""
-    if not inputs:
-        raise ValueError("inputs must hold at least one tensor")
+    check_layer_lists(inputs, targets, weights)
     n = len(inputs)
-    if len(targets) != n:
-        raise ValueError(f"targets has {len(targets)} tensors but inputs has {n}")
     if masks and len(masks) != n:
         raise ValueError(f"masks has {len(masks)} entries but inputs has {n} "
                          "(pass an empty list for no masks)")
-    if weights and len(weights) != n:
-        raise ValueError(f"weights has {len(weights)} entries but inputs has {n} "
-                         "(pass an empty list for weights of 1)")
-    for i, w in enumerate(weights):
-        check_non_negative(w, f"weights[{i}]")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be 'l1', 'mse', 'charbonnier' or 'fro', got '{criterion}'")
     if reduction not in REDUCTIONS:

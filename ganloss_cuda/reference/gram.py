@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .._args import (FLOATING, Tensors, as_list, as_numbers, check_non_negative, check_str)
+from .._args import FLOATING, Tensors, as_list, as_numbers, check_layer_lists, check_str
 
 STYLE_CRITERIA = ("l1", "mse", "fro")
 NORMALIZATIONS = ("chw", "hw", "nchw", "none")
@@ -99,16 +99,7 @@ def check_style_args(inputs: list, targets: list, weights: list, criterion: str,
                      normalization: str, reduction: str, target_is_gram: bool):
     """The value checks of style_loss, shared by the reference, the compiled path and the fake
     kernels (the compiled ops' plan, csrc/plan/gram_plan.cpp, repeats them for direct calls)."""
-    if not inputs:
-        raise ValueError("inputs must hold at least one tensor")
-    n = len(inputs)
-    if len(targets) != n:
-        raise ValueError(f"targets has {len(targets)} tensors but inputs has {n}")
-    if weights and len(weights) != n:
-        raise ValueError(f"weights has {len(weights)} entries but inputs has {n} "
-                         "(pass an empty list for weights of 1)")
-    for i, w in enumerate(weights):
-        check_non_negative(w, f"weights[{i}]")
+    check_layer_lists(inputs, targets, weights)
     if criterion not in STYLE_CRITERIA:
         raise ValueError(f"criterion must be 'l1', 'mse' or 'fro', got '{criterion}'")
     if reduction not in STYLE_REDUCTIONS:

@@ -53,4 +53,19 @@ TORCH_LIBRARY(ganloss, m) {
       "Tensor[] targets, float[] weights, float[] scales, str criterion, str reduction, "
       "bool target_is_gram, bool input_grad, bool target_grad, bool allow_tf32) "
       "-> (Tensor[] input_grads, Tensor[] target_grads)");
+  // Adversarial loss over discriminator outputs (any shapes: one tensor per scale, real and fake
+  // together for a discriminator step): loss = sum_i weights[i] * reduce(term(inputs[i]; real[i]))
+  // with term of gan_type: "lsgan" (x - label)^2, "vanilla" BCE with logits in the stable softplus
+  // form, "bce" BCE on probabilities (log clamped at -100, like torch), "wgan" -x (real) / x
+  // (fake), "softplus" softplus(-x) / softplus(x), "hinge" relu(1 - x) / relu(1 + x) when is_disc,
+  // else -x. label = real_label or fake_label. reduce: the mean over the tensor, or over each
+  // sample when per_sample (loss [N]). fp32 loss (fp64 for fp64 inputs), no label tensors.
+  m.def(
+      "adversarial_loss(Tensor[] inputs, bool[] real, str gan_type, bool is_disc, "
+      "float real_label, float fake_label, float[] weights, bool per_sample) -> Tensor");
+  // Gradients of adversarial_loss for upstream gradient `grad`, one launch for every input.
+  m.def(
+      "adversarial_loss_backward(Tensor grad, Tensor[] inputs, bool[] real, str gan_type, "
+      "bool is_disc, float real_label, float fake_label, float[] weights, bool per_sample) "
+      "-> Tensor[]");
 }

@@ -9,13 +9,14 @@ Layer rule: re-exports only.
 """
 from . import functional, modules, reference
 from ._ext import FallbackWarning, available, load_error
-from .functional import feature_loss, gram_matrix, style_loss
+from .functional import (adversarial_loss, discriminator_loss, feature_loss, gram_matrix,
+                         style_loss)
 from .modules import (CharbonnierLoss, FeatureMatchingLoss, L1Loss, MSELoss, PerceptualStyleLoss,
                       PiqStyleLoss, StyleLoss, StyleLossLayer, VGGLoss)
 
 __version__ = "0.1.0"
 __all__ = ["available", "load_error", "functional", "modules", "reference", "feature_loss",
-           "gram_matrix", "style_loss",
+           "gram_matrix", "style_loss", "adversarial_loss", "discriminator_loss",
            "FallbackWarning", "L1Loss", "MSELoss", "CharbonnierLoss", "VGGLoss",
            "FeatureMatchingLoss", "StyleLoss", "PerceptualStyleLoss", "PiqStyleLoss",
            "StyleLossLayer"]

@@ -5,6 +5,7 @@ inputs' device, the reference otherwise (one FallbackWarning).
 Layer rule: re-exports only.
 """
 from ._ext import FallbackWarning
-from .ops import feature_loss, gram_matrix, style_loss
+from .ops import adversarial_loss, discriminator_loss, feature_loss, gram_matrix, style_loss
 
-__all__ = ["FallbackWarning", "feature_loss", "gram_matrix", "style_loss"]
+__all__ = ["FallbackWarning", "adversarial_loss", "discriminator_loss", "feature_loss",
+           "gram_matrix", "style_loss"]

@@ -1,0 +1,153 @@
+"""The adversarial family's compiled ops: fake (meta) kernels, autograd, and the public
+``adversarial_loss`` and ``discriminator_loss``, which run the op (one forward and one backward
+launch for every scale, real and fake together) or fall back to the reference. ``OPS`` lists the
+family's ops (schemas in csrc/ganloss.cpp).
+
+These losses are small (patch logits), so host time matters: eager calls go through a
+torch.autograd.Function over the flat inputs (no torch.library pytree work per call); traced
+calls (torch.compile) use the op's registered autograd. Nothing here synchronises with the
+device (torch.compile fullgraph, CUDA graphs).
+
+Layer rule: imports torch, ``_args``, ``_ext`` and ``reference`` only.
+"""
+import torch
+from torch import Tensor
+
+from .. import _ext
+from .._args import no_grad_for
+from ..reference import adversarial_call, discriminator_call
+from ..reference.adversarial import Inputs, loss_of_call
+
+OPS = ("adversarial_loss", "adversarial_loss_backward")
+
+_ops = torch.ops.ganloss
+
+
+def _check_op_inputs(inputs):
+    x0 = inputs[0]
+    for i, x in enumerate(inputs):
+        if x.device != x0.device:
+            raise ValueError(f"inputs[{i}] is on {x.device} but inputs[0] is on {x0.device}")
+
+
+def _adversarial_loss_fake(inputs, real, gan_type, is_disc, real_label, fake_label, weights,
+                           per_sample):
+    _check_op_inputs(inputs)
+    x0 = inputs[0]
+    acc = torch.float64 if x0.dtype == torch.float64 else torch.float32
+    return x0.new_empty((x0.shape[0],) if per_sample else (), dtype=acc)
+
+
+def _adversarial_loss_backward_fake(grad, inputs, real, gan_type, is_disc, real_label,
+                                    fake_label, weights, per_sample):
+    _check_op_inputs(inputs)
+    return [x.new_empty(x.shape) for x in inputs]
+
+
+def _setup_context(ctx, inputs, output):
+    xs, *args = inputs
+    ctx.args = args
+    ctx.save_for_backward(*xs)
+
+
+def _backward(ctx, grad):
+    real, gan_type, is_disc, real_label, fake_label, weights, per_sample = ctx.args
+    dxs = _ops.adversarial_loss_backward(grad, list(ctx.saved_tensors), real, gan_type, is_disc,
+                                         real_label, fake_label, weights, per_sample)
+    return dxs, no_grad_for(real), None, None, None, None, no_grad_for(weights), None
+
+
+class _EagerAdversarialLoss(torch.autograd.Function):
+    """Eager autograd over the flat inputs: the registered autograd's logic without its per-call
+    pytree work. The op runs below the Autograd dispatch key."""
+
+    @staticmethod
+    def forward(ctx, args, *xs):
+        with torch._C._AutoDispatchBelowAutograd():
+            loss = _ops.adversarial_loss(list(xs), *args)
+        ctx.args = args
+        ctx.save_for_backward(*xs)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():
+            raise RuntimeError("ganloss adversarial_loss is differentiable once: backward with "
+                               "create_graph=True (double backward) is not supported; the "
+                               "regularisers (gradient_penalty, r1_penalty) differentiate the "
+                               "discriminator, not this loss")
+        with torch._C._AutoDispatchBelowAutograd():
+            dxs = _ops.adversarial_loss_backward(grad, list(ctx.saved_tensors), *ctx.args)
+        return (None, *dxs)
+
+
+def _run(call) -> Tensor:
+    xs, *args = call
+    if not _ext.use_extension("adversarial_loss", xs[0].device):
+        return loss_of_call(call)
+    if torch.compiler.is_compiling():
+        return _ops.adversarial_loss(xs, *args)
+    if not (torch.is_grad_enabled() and any(x.requires_grad for x in xs)):
+        with torch._C._AutoDispatchBelowAutograd():
+            return _ops.adversarial_loss(xs, *args)
+    return _EagerAdversarialLoss.apply(tuple(args), *xs)
+
+
+def adversarial_loss(inputs: Inputs, target_is_real: bool, gan_type: str = "vanilla",
+                     is_disc: bool = False, real_label: float = 1.0, fake_label: float = 0.0,
+                     weight: float = 1.0, aggregation: str = "mean",
+                     reduction: str = "mean") -> Tensor:
+    r"""Adversarial loss of discriminator outputs (one tensor per scale) against one target, in
+    one kernel launch forward and one backward, without label tensors.
+
+    .. math:: L = w \cdot \mathrm{agg}_s \, \mathrm{reduce}\big(\ell(x_s)\big)
+
+    with :math:`\ell` by ``gan_type`` (y = ``real_label`` if ``target_is_real`` else
+    ``fake_label``): ``"lsgan"`` (x - y)² (BasicSR, pix2pixHD default, SPADE 'ls', CycleGAN);
+    ``"vanilla"`` BCE with logits, y·softplus(-x) + (1-y)·softplus(x) (BasicSR, mmagic, SPADE
+    'original', CycleGAN); ``"bce"`` BCE on probabilities (pix2pixHD ``--no_lsgan``, a sigmoid
+    discriminator; torch's clamp of the log at -100; computed in float32 under autocast, where
+    torch refuses it; inputs outside [0, 1] give NaN); ``"wgan"`` -x for a real target, x for a
+    fake one; ``"softplus"`` softplus(-x) / softplus(x) (BasicSR 'wgan_softplus', StyleGAN2,
+    non-saturating); ``"hinge"`` relu(1 - x) / relu(1 + x) when ``is_disc``, else -x whatever
+    the target (BasicSR, SPADE, taming). Labels are used by lsgan, vanilla and bce only (accepted
+    and ignored by the others, like the anchors).
+
+    Args:
+        inputs: a tensor or a list of tensors, one per discriminator scale, any shapes, one dtype
+            (float16/bfloat16/float32/float64) and device.
+        target_is_real: the target of every element.
+        is_disc: the discriminator's side (only hinge differs).
+        weight: multiplies the loss (BasicSR's ``loss_weight`` on the generator side).
+        aggregation: over scales, ``"mean"`` (BasicSR MultiScaleGANLoss, SPADE) or ``"sum"``
+            (pix2pixHD).
+        reduction: ``"mean"`` over each scale's elements, or ``"per_sample"``: a vector (N,) of
+            per-sample means (SPADE, CUT; every scale must share N).
+
+    Returns:
+        float32 loss (float64 for float64 inputs), () or (N,).
+    """
+    return _run(adversarial_call(inputs, target_is_real, gan_type, is_disc, real_label,
+                                 fake_label, weight, aggregation, reduction))
+
+
+def discriminator_loss(real_inputs: Inputs, fake_inputs: Inputs, gan_type: str = "vanilla",
+                       real_label: float = 1.0, fake_label: float = 0.0, weight: float = 1.0,
+                       aggregation: str = "mean", reduction: str = "mean") -> Tensor:
+    r"""The discriminator's loss on real and fake outputs in one launch:
+    ``weight * (adversarial_loss(real_inputs, True, is_disc=True, ...) +
+    adversarial_loss(fake_inputs, False, is_disc=True, ...))``. ``weight=0.5`` is
+    pix2pixHD's / CycleGAN's / taming's 0.5·(real + fake), ``1.0`` SPADE's and BasicSR's sum.
+    Real and fake may differ in shapes and in their number of scales; arguments as in
+    :func:`adversarial_loss`.
+    """
+    return _run(discriminator_call(real_inputs, fake_inputs, gan_type, real_label, fake_label,
+                                   weight, aggregation, reduction))
+
+
+if _ext.available():  # the registrations need the schemas of the loaded library
+    torch.library.register_fake("ganloss::adversarial_loss")(_adversarial_loss_fake)
+    torch.library.register_fake("ganloss::adversarial_loss_backward")(
+        _adversarial_loss_backward_fake)
+    torch.library.register_autograd("ganloss::adversarial_loss", _backward,
+                                    setup_context=_setup_context)

@@ -170,7 +170,7 @@ def load(verbose=False):
     ops = torch.ops.ganloss_simt
     names = ("feature_loss", "feature_loss_backward", "feature_loss_scale_grads_",
              "gram_matrix", "gram_matrix_backward", "style_loss", "style_loss_backward",
-             "set_schedule", "reset_stats", "selftest")
+             "adversarial_loss", "adversarial_loss_backward", "set_schedule", "reset_stats", "selftest")
     module = types.SimpleNamespace(**{n: getattr(ops, n) for n in names})
     module.stats = lambda: dict(zip(STATS, ops.stats()))
     module.SELFTESTS = ops.selftest_names().split()

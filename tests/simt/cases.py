@@ -3,6 +3,7 @@ emulated, against the float64 reference, and the self-test kernels with what eac
 
 Importable without the module (tests/test_simt.py takes the case names from here); run_case()
 runs one case in the process that loaded it (run_cases.py)."""
+import math
 import zlib
 from dataclasses import dataclass, field
 
@@ -126,6 +127,63 @@ def _gram_cases():
 
 GRAM_CASES = {c.name: c for c in _gram_cases()}
 
+@dataclass
+class AdvCase:
+    """An adversarial_loss call: one tensor per discriminator scale, each with its target."""
+    name: str
+    dtype: str
+    gan_type: str
+    shapes: list
+    real: list                # per tensor: target real (else fake)
+    is_disc: bool = True
+    per_sample: bool = False
+    labels: tuple = (1.0, 0.0)  # real_label, fake_label
+    values: str = "randn"     # randn | extreme (+-100, +-inf among them) | nan
+    misaligned: bool = False  # every tensor starts one element into its buffer (scalar path)
+
+
+GAN_TYPES = ("lsgan", "vanilla", "bce", "wgan", "softplus", "hinge")
+
+
+def _adversarial_cases():
+    # Three scales of odd sizes (a 16-byte aligned first row with a tail, misaligned second rows:
+    # both paths) and, without per_sample, a 1-element tensor; a scale longer than one chunk
+    # (4096 fp32 / 8192 16-bit elements per row: several chunks per segment).
+    scales, big = [(2, 1, 30, 30), (2, 1, 15, 15), (2, 1, 7, 3)], [(2, 1, 100, 100), (2, 1, 5, 5)]
+    cases = []
+    for di, dt in enumerate(DTYPES):
+        for gi, gan in enumerate(GAN_TYPES):
+            k = di * len(GAN_TYPES) + gi
+            per_sample = k % 2 == 1
+            is_disc = k % 3 != 2
+            shapes = scales + ([] if per_sample else [(1,)])
+            real = [i < 2 for i in range(len(shapes))] if is_disc else [k % 4 < 2] * len(shapes)
+            labels = (0.9, 0.1) if k % 4 == 1 else (1.0, 0.0)
+            side = "D" if is_disc else "G"
+            name = f"adversarial/{dt}-{gan}-{side}-{'per_sample' if per_sample else 'mean'}"
+            cases.append(AdvCase(name, dt, gan, shapes, real, is_disc, per_sample, labels))
+    for gi, gan in enumerate(GAN_TYPES):  # multi-chunk segments
+        dt = ("f32", "bf16")[gi % 2]
+        cases.append(AdvCase(f"adversarial/{dt}-{gan}-D-{'per_sample' if gi % 2 else 'mean'}-big",
+                             dt, gan, big, [True, False], True, gi % 2 == 1))
+    for gan in ("lsgan", "vanilla", "wgan", "softplus", "hinge"):  # bce: probabilities only
+        for dt, values in (("f32", "extreme"), ("f16", "extreme"), ("f32", "nan")):
+            cases.append(AdvCase(f"adversarial/{dt}-{gan}-{values}", dt, gan, scales,
+                                 [True, False, True], True, values == "nan", values=values))
+    # More inputs than one launch holds (kAdvMaxTensorsPerLaunch = 32): two launches.
+    many = [(2, 1 + i % 3, 3, 2 + i % 4) for i in range(40)]
+    for per_sample in (False, True):
+        cases.append(AdvCase(f"adversarial/f32-vanilla-D-{'per_sample' if per_sample else 'mean'}"
+                             "-40scales", "f32", "vanilla", many, [i % 3 != 0 for i in range(40)],
+                             True, per_sample, (0.9, 0.0)))
+    for dt in ("f32", "f16"):
+        cases.append(AdvCase(f"adversarial/{dt}-lsgan-D-mean-misaligned", dt, "lsgan",
+                             [(2, 1, 40, 40), (3, 8, 8)], [True, False], misaligned=True))
+    return cases
+
+
+ADV_CASES = {c.name: c for c in _adversarial_cases()}
+
 # Self-tests: name -> what must happen. "ok": runs and gives `expected`; "error: TEXT": the launch
 # fails with TEXT in the message; "garbage": some output is NaN or differs between schedules.
 SELFTESTS = {
@@ -147,10 +205,11 @@ SELFTESTS = {
 # Crashes the process under AddressSanitizer: run on its own (tests/test_simt.py).
 CRASH_SELFTESTS = {"out_of_bounds": "heap-buffer-overflow"}
 
-CASES = [*FEATURE_CASES, *GRAM_CASES, *(f"selftest/{n}" for n in SELFTESTS)]
+CASES = [*FEATURE_CASES, *GRAM_CASES, *ADV_CASES, *(f"selftest/{n}" for n in SELFTESTS)]
 # The CUDA ops each family's cases exercise (case names start with "<family>/").
 OPS = {"feature": ["feature_loss", "feature_loss_backward", "feature_loss_scale_grads_"],
-       "gram": ["gram_matrix", "gram_matrix_backward", "style_loss", "style_loss_backward"]}
+       "gram": ["gram_matrix", "gram_matrix_backward", "style_loss", "style_loss_backward"],
+       "adversarial": ["adversarial_loss", "adversarial_loss_backward"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,6 +528,94 @@ def run_gram_matrix_case(m, case: GramCase):
                                  f"{(seed, policy)}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Adversarial cases.
+
+
+def _adv_inputs(case: AdvCase):
+    """Logits ~ 2 randn (BCE: probabilities in [0.01, 0.99]); extreme: +-100 and +-inf among them;
+    nan: a NaN in sample 0 of the first scale. Weights 0.5, 0.75, ..."""
+    g = torch.Generator().manual_seed(zlib.crc32(case.name.encode()))
+    dtype = DTYPES[case.dtype]
+    xs = []
+    for i, shape in enumerate(case.shapes):
+        x = torch.randn(shape, generator=g) * 2
+        if case.gan_type == "bce":
+            x = torch.sigmoid(x).clamp(0.01, 0.99)  # not 0 or 1 once rounded (log's NaN grad)
+        flat = x.view(-1)
+        if case.values == "extreme":
+            flat[::7], flat[3::11], flat[5::13], flat[6::17] = 100.0, -100.0, math.inf, -math.inf
+        if case.values == "nan" and i == 0:
+            flat[3] = math.nan
+        x = x.to(dtype)
+        if case.misaligned:
+            buf = torch.empty(x.numel() + 1, dtype=dtype)
+            buf[1:] = x.reshape(-1)
+            x = buf[1:].view(x.shape)
+        xs.append(x)
+    return xs, [0.5 + 0.25 * i for i in range(len(xs))]
+
+
+def _adv_call(case, xs, weights):
+    return (xs, case.real, case.gan_type, case.is_disc, *case.labels, weights, case.per_sample)
+
+
+def _adv_check(actual, expected, dtype, kind, what, keep=None):
+    """The tolerance rule (_check) on the finite expected values (and where keep is set);
+    non-finite expected values must be matched exactly (NaN for NaN, the same inf)."""
+    e, a = expected.detach().double(), actual.detach().double()
+    if keep is None:
+        keep = torch.ones_like(e, dtype=torch.bool)
+    fin = e.isfinite() & keep
+    bad = ~e.isfinite() & keep
+    if not (torch.equal(a[bad].isnan(), e[bad].isnan())
+            and torch.equal(a[bad].nan_to_num(0.0), e[bad].nan_to_num(0.0))):
+        raise AssertionError(f"{what}: non-finite values differ: {a[bad]} for {e[bad]}")
+    _check(a[fin], e[fin], dtype, kind, what)
+
+
+def run_adversarial_case(m, case: AdvCase):
+    """Forward and backward (upstream 1, 0.75, 2^16, per-sample values) against float64
+    (reference.adversarial.loss_of_call, gradients by autograd) under the first schedule; the
+    forward and the upstream-0.75 backward bitwise equal under the others. At a NaN input the
+    gradient is not checked (torch's and the kernels' derivatives at NaN differ for hinge)."""
+    from ganloss_cuda.reference.adversarial import loss_of_call
+
+    dtype = DTYPES[case.dtype]
+    xs, weights = _adv_inputs(case)
+    first = None
+    for seed, policy in SCHEDULES:
+        m.set_schedule(seed, policy)
+        loss = m.adversarial_loss(*_adv_call(case, xs, weights))
+        upstream = _upstream(loss)
+        if first is None:
+            x64 = [x.detach().double().requires_grad_() for x in xs]
+            ref = loss_of_call(_adv_call(case, x64, weights))
+            _adv_check(loss, ref, dtype, "loss", "loss")
+        outputs = [loss]
+        for k, u in enumerate(upstream):
+            if first is not None and k != 1:
+                continue
+            dxs = m.adversarial_loss_backward(u, *_adv_call(case, xs, weights))
+            if first is None:
+                ref_dxs = torch.autograd.grad(ref, x64, u.double(), retain_graph=True)
+                for i, (dx, rdx) in enumerate(zip(dxs, ref_dxs)):
+                    _adv_check(dx, rdx, dtype, "grad", f"backward, upstream {k}, input {i}",
+                               keep=~xs[i].isnan())
+                    if dtype in (torch.float16, torch.bfloat16):
+                        fin = xs[i].isfinite()
+                        _check_rounded_once(dx[fin], rdx[fin], dtype,
+                                            f"backward, upstream {k}, input {i}")
+            if k == 1:
+                outputs += dxs
+        bits = _bits(outputs)
+        if first is None:
+            first = bits
+        elif any(not torch.equal(a, b) for a, b in zip(first, bits)):
+            raise AssertionError(f"results differ between schedules {SCHEDULES[0]} and "
+                                 f"{(seed, policy)}")
+
+
 def run_selftest(m, name):
     kind, expected = SELFTESTS[name]
     size = 16384 if name == "dynamic_smem" else 1024
@@ -499,6 +646,8 @@ def run_selftest(m, name):
 def run_case(m, name):
     if name.startswith("selftest/"):
         return run_selftest(m, name.split("/", 1)[1])
+    if name.startswith("adversarial/"):
+        return run_adversarial_case(m, ADV_CASES[name])
     if name.startswith("gram/"):
         case = GRAM_CASES[name]
         return (run_style_case if case.op == "style" else run_gram_matrix_case)(m, case)

@@ -4,6 +4,7 @@
 // build.load() wraps them in a module object.
 #include <torch/library.h>
 
+#include "cuda/adversarial_driver.h"
 #include "cuda/feature_driver.h"
 #include "cuda/gram_driver.h"
 #include "selftest.h"
@@ -62,6 +63,21 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> style_loss_backward
                                           target_grad, allow_tf32, nullptr);
 }
 
+at::Tensor adversarial_loss(at::TensorList inputs, const c10::List<bool>& real,
+                            c10::string_view gan_type, bool is_disc, double real_label,
+                            double fake_label, at::ArrayRef<double> weights, bool per_sample) {
+  return ganloss::run_adversarial_loss(inputs, real, gan_type, is_disc, real_label, fake_label,
+                                       weights, per_sample, nullptr);
+}
+
+std::vector<at::Tensor> adversarial_loss_backward(
+    const at::Tensor& grad, at::TensorList inputs, const c10::List<bool>& real,
+    c10::string_view gan_type, bool is_disc, double real_label, double fake_label,
+    at::ArrayRef<double> weights, bool per_sample) {
+  return ganloss::run_adversarial_loss_backward(grad, inputs, real, gan_type, is_disc, real_label,
+                                                fake_label, weights, per_sample, nullptr);
+}
+
 void set_schedule(int64_t seed, int64_t policy) {
   TORCH_CHECK_VALUE(policy >= 0 && policy <= 2, "policy must be 0, 1 or 2, got ", policy);
   simt::set_schedule(uint64_t(seed), simt::Policy(policy));
@@ -110,6 +126,12 @@ TORCH_LIBRARY(ganloss_simt, m) {
         "Tensor[] targets, float[] weights, float[] scales, str criterion, str reduction, "
         "bool target_is_gram, bool input_grad, bool target_grad, bool allow_tf32) -> "
         "(Tensor[], Tensor[])", &style_loss_backward);
+  m.def("adversarial_loss(Tensor[] inputs, bool[] real, str gan_type, bool is_disc, "
+        "float real_label, float fake_label, float[] weights, bool per_sample) -> Tensor",
+        &adversarial_loss);
+  m.def("adversarial_loss_backward(Tensor grad, Tensor[] inputs, bool[] real, str gan_type, "
+        "bool is_disc, float real_label, float fake_label, float[] weights, bool per_sample) -> "
+        "Tensor[]", &adversarial_loss_backward);
   m.def("set_schedule(int seed, int policy) -> ()", &set_schedule);
   m.def("reset_stats() -> ()", &simt::reset_stats);
   m.def("stats() -> int[]", &stats);

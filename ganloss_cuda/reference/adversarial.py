@@ -141,8 +141,9 @@ def adversarial_terms(x: Tensor, real: bool, gan_type: str, is_disc: bool, y: fl
         if y != 1:
             t = t + (1 - y) * _softplus(x)
         return t
-    if gan_type == "bce":  # torch's binary_cross_entropy: logs clamped at -100
-        return -(y * torch.log(x).clamp(min=-100) + (1 - y) * torch.log1p(-x).clamp(min=-100))
+    if gan_type == "bce":  # torch's BCELoss: logs clamped at -100, its gradient at p = 0 or 1
+        return torch.nn.functional.binary_cross_entropy(x, torch.full_like(x, y),
+                                                        reduction="none")
     if gan_type == "wgan":
         return -x if real else x
     if gan_type == "softplus":

@@ -131,6 +131,15 @@ def test_vanilla_extremes_values(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("gan_type", ["wgan", "softplus", "hinge"])
+def test_labels_are_accepted_and_ignored_where_the_anchors_ignore_them(device, gan_type):
+    x = torch.randn(2, 1, 6, 6, device=device)
+    plain = F.discriminator_loss(x, x + 1, gan_type)
+    assert torch.equal(plain, F.discriminator_loss(x, x + 1, gan_type, real_label=0.7,
+                                                   fake_label=0.2))
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_gradcheck(device):
     for gan_type in GAN_TYPES:
         xs = [t.detach().double().requires_grad_() for t in

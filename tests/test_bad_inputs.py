@@ -1,5 +1,5 @@
-"""Generated malformed calls of feature_loss, style_loss, gram_matrix and the modules
-(constructor and forward).
+"""Generated malformed calls of feature_loss, style_loss, gram_matrix, adversarial_loss,
+discriminator_loss and the modules (constructor and forward).
 
 Each call runs on the compiled path (ganloss_cuda.functional / modules) and on the reference
 (ganloss_cuda.reference, or the module with the reference forced). Both must raise the same
@@ -182,6 +182,52 @@ def gram_cases():
     return cases
 
 
+def adversarial_cases():
+    """(id, argument the message must name, (function name, kwargs)) of adversarial_loss and
+    discriminator_loss."""
+    cases = []
+    logits = [_t(2, 1, 5, 5), _t(2, 1, 3, 3)]
+
+    def add(case_id, arg, fn="adversarial_loss", **kwargs):
+        full = (dict(inputs=logits, target_is_real=True) if fn == "adversarial_loss"
+                else dict(real_inputs=logits, fake_inputs=logits[:1]))
+        full.update(kwargs)
+        cases.append((f"{fn}-{case_id}", arg, (fn, full)))
+
+    for name, fn in (("inputs", "adversarial_loss"), ("real_inputs", "discriminator_loss"),
+                     ("fake_inputs", "discriminator_loss")):
+        for kind, value in NOT_TENSORS.items():
+            add(f"{name}={kind}", name, fn, **{name: value})
+        add(f"{name}=[]", name, fn, **{name: []})
+        add(f"{name}-nested", f"{name}[0]", fn, **{name: [logits]})
+        for dtype, bad in WRONG_DTYPES.items():
+            add(f"{name}[1]-{dtype}", f"{name}[1]", fn, **{name: [logits[0], bad]})
+        add(f"{name}[1]-meta", f"{name}[1]", fn, **{name: [logits[0], logits[1].to("meta")]})
+        add(f"{name}[1]-float64", f"{name}[1]", fn, **{name: [logits[0], logits[1].double()]})
+        add(f"{name}[1]-empty", f"{name}[1]", fn, **{name: [logits[0], _t(2, 1, 0, 3)]})
+        add(f"{name}[1]-batch", f"{name}[1]", fn, reduction="per_sample",
+            **{name: [logits[0], _t(3, 1, 3, 3)]})
+        add(f"{name}[0]-0-dim", f"{name}[0]", fn, reduction="per_sample", **{name: [_t()]})
+    for fn in ("adversarial_loss", "discriminator_loss"):
+        for arg, good, unknown in (("gan_type", "vanilla", "nsgan"), ("aggregation", "mean", "max"),
+                                   ("reduction", "mean", "sum")):
+            for kind, value in {"None": None, "int": 1, "upper": good.upper(),
+                                "unknown": unknown}.items():
+                add(f"{arg}={kind}", arg, fn, **{arg: value})
+        for arg in ("real_label", "fake_label", "weight"):
+            for kind, value in {**NOT_NUMBERS, "nan": math.nan, "inf": math.inf}.items():
+                add(f"{arg}={kind}", arg, fn, **{arg: value})
+        add("weight=-1", "weight", fn, weight=-1.0)
+    for arg in ("target_is_real", "is_disc"):
+        not_bools = {"None": None, "int": 1, "str": "yes", "tensor": torch.tensor(True)}
+        for kind, value in not_bools.items():
+            add(f"{arg}={kind}", arg, **{arg: value})
+    all_meta = [(f"{case_id}-all-meta", arg, (fn, {k: _to_meta(v) if "inputs" in k else v
+                                                   for k, v in kwargs.items()}))
+                for case_id, arg, (fn, kwargs) in cases if "meta" not in case_id]
+    return cases + all_meta
+
+
 def _to_meta(value):
     if isinstance(value, torch.Tensor):
         return value.to("meta")
@@ -310,6 +356,9 @@ def all_cases():
         impls = {"compiled": getattr(functional, op), "reference": getattr(reference, op)}
         for case_id, arg, kwargs in family:
             cases.append((case_id, arg, lambda path, k=kwargs, i=impls: i[path](**k)))
+    for case_id, arg, (fn, kwargs) in adversarial_cases():
+        impls = {"compiled": getattr(functional, fn), "reference": getattr(reference, fn)}
+        cases.append((case_id, arg, lambda path, k=kwargs, i=impls: i[path](**k)))
     for case_id, arg, call in module_cases():
         cases.append((case_id, arg, lambda path, c=call: _on_path(path, c)))
     return cases

@@ -89,9 +89,9 @@ def check_str(value, name: str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
 
 
-# A list argument's entry ("targets[3]"), or gram_matrix's one tensor, whose messages start with
-# "features".
-_OP_ARG = re.compile(r"\b(inputs|targets|masks)\[(\d+)\]|^(features)\b")
+# A list argument's entry ("targets[3]", discriminator_loss's "fake_inputs[0]"), or gram_matrix's
+# one tensor, whose messages start with "features".
+_OP_ARG = re.compile(r"\b(inputs|targets|masks|real_inputs|fake_inputs)\[(\d+)\]|^(features)\b")
 
 
 def with_arg_names(name: Callable[[str, int], str], compute: Callable[[], Tensor]):

@@ -21,6 +21,8 @@ namespace ganloss {
 namespace {
 
 constexpr int64_t kChunk = 4096;
+constexpr int64_t kSerialElements = 1 << 16;  // below this, no parallel region (its start costs
+                                              // more than the work: patch logits are small)
 
 // Calls f(std::integral_constant<GanType, t>{}) for the plan's gan type.
 template <typename F>
@@ -46,7 +48,8 @@ std::vector<double> segment_sums(const AdversarialPlan& p, size_t i) {
   const bool real = p.real[i];
   const A y = A(real ? p.real_label : p.fake_label);
   std::vector<double> chunk_sums(segments * per_segment);
-  at::parallel_for(0, segments * per_segment, 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, kSerialElements / kChunk);
+  at::parallel_for(0, segments * per_segment, grain, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const int64_t seg = c / per_segment, first = seg * len + (c % per_segment) * kChunk;
       const int64_t last = std::min(first + kChunk, (seg + 1) * len);
@@ -76,8 +79,10 @@ at::Tensor adversarial_loss_cpu(at::TensorList inputs, const c10::List<bool>& re
     const double count = double(adversarial_count(p, i));
     for (size_t s = 0; s < sums.size(); ++s) loss[s] += p.weights[i] * (sums[s] / count);
   }
-  at::Tensor values = at::tensor(loss, at::kDouble).to(p.acc_dtype);
-  p.loss.copy_(p.per_sample ? values : values.reshape({}));
+  AT_DISPATCH_FLOATING_TYPES(p.acc_dtype, "adversarial_loss_cpu_out", [&] {
+    scalar_t* out = p.loss.data_ptr<scalar_t>();
+    for (size_t s = 0; s < loss.size(); ++s) out[s] = scalar_t(loss[s]);
+  });
   return p.loss;
 }
 
@@ -90,7 +95,7 @@ void input_grad(const AdversarialPlan& p, size_t i, const double* g) {
   const bool real = p.real[i];
   const A y = A(real ? p.real_label : p.fake_label);
   const double scale = p.weights[i] / double(len);
-  at::parallel_for(0, numel, kChunk, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, numel, kSerialElements, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {
       const A factor = A(g[p.per_sample ? j / len : 0] * scale);
       dx[j] = T(factor * adversarial_grad<G>(A(x[j]), real, p.is_disc, y));

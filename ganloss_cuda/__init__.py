@@ -9,13 +9,12 @@ Layer rule: re-exports only.
 """
 from . import functional, modules, reference
 from ._ext import FallbackWarning, available, load_error
-from .functional import (adversarial_loss, discriminator_loss, feature_loss, gram_matrix,
-                         style_loss)
+from .functional import (adaptive_generator_weight, adopt_weight, adversarial_loss,
+                         discriminator_loss, feature_loss, gram_matrix, gradient_penalty,
+                         r1_penalty, style_loss)
 from .modules import (CharbonnierLoss, CycleGANLoss, FeatureMatchingLoss, GANLoss, L1Loss,
                       MSELoss, PerceptualStyleLoss, PiqStyleLoss, Pix2PixHDGANLoss, SPADEGANLoss,
                       StyleLoss, StyleLossLayer, VGGLoss, hinge_d_loss, vanilla_d_loss)
-from .reference.regularizers import (adaptive_generator_weight, adopt_weight, gradient_penalty,
-                                     r1_penalty)
 
 __version__ = "0.1.0"
 __all__ = ["available", "load_error", "functional", "modules", "reference", "feature_loss",

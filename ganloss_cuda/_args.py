@@ -68,6 +68,14 @@ def as_count(value, name: str) -> int:
     return int(value)
 
 
+def check_choice(value, name: str, choices: tuple):
+    """A str among choices: "gan_type must be 'lsgan', 'vanilla' or 'hinge', got 'x'"."""
+    check_str(value, name)
+    if value not in choices:
+        listed = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'"
+        raise ValueError(f"{name} must be {listed}, got '{value}'")
+
+
 def check_layer_lists(inputs: list, targets: list, weights: list):
     """The list checks of every multi-layer loss (the plans' check_layer_lists in csrc, same
     messages): at least one input, one target per input, no weights or one per input, each finite

@@ -9,6 +9,8 @@ from .adversarial import (ADV_REDUCTIONS, AGGREGATIONS, GAN_TYPES, adversarial_c
                           discriminator_loss, loss_of_call)
 from .feature import (CRITERIA, REDUCTIONS, check_feature_args, elementwise, feature_args,
                       feature_loss)
+from .regularizers import (INTERPOLATIONS, NORM_MODES, adaptive_generator_weight, adopt_weight,
+                           gradient_penalty, r1_penalty)
 from .gram import (NORMALIZATIONS, STYLE_CRITERIA, STYLE_REDUCTIONS, check_style_args,
                    gram_matrix, gram_view, style_args, style_loss)
 
@@ -17,4 +19,5 @@ __all__ = ["ADV_REDUCTIONS", "AGGREGATIONS", "GAN_TYPES", "adversarial_call", "a
            "CRITERIA", "REDUCTIONS", "check_feature_args", "elementwise",
            "feature_args", "feature_loss", "NORMALIZATIONS", "STYLE_CRITERIA",
            "STYLE_REDUCTIONS", "check_style_args", "gram_matrix", "gram_view", "style_args",
-           "style_loss"]
+           "style_loss", "INTERPOLATIONS", "NORM_MODES", "adaptive_generator_weight",
+           "adopt_weight", "gradient_penalty", "r1_penalty"]

@@ -20,20 +20,13 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .._args import FLOATING, as_list, as_number, check_non_negative, check_str
+from .._args import FLOATING, as_list, as_number, check_choice, check_non_negative
 
 GAN_TYPES = ("lsgan", "vanilla", "bce", "wgan", "softplus", "hinge")
 AGGREGATIONS = ("mean", "sum")
 ADV_REDUCTIONS = ("mean", "per_sample")
 
 Inputs = Union[Tensor, Sequence[Tensor]]
-
-
-def _check_choice(value, name: str, choices: tuple):
-    check_str(value, name)
-    if value not in choices:
-        listed = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'"
-        raise ValueError(f"{name} must be {listed}, got '{value}'")
 
 
 def _check_bool(value, name: str):
@@ -76,13 +69,13 @@ def _check_scales(tensors: List[Tensor], name: str, per_sample: bool, ref: Tenso
 
 
 def _common_args(gan_type, real_label, fake_label, weight, aggregation, reduction) -> tuple:
-    _check_choice(gan_type, "gan_type", GAN_TYPES)
+    check_choice(gan_type, "gan_type", GAN_TYPES)
     real_label = _finite(real_label, "real_label")
     fake_label = _finite(fake_label, "fake_label")
     weight = as_number(weight, "weight")
     check_non_negative(weight, "weight")
-    _check_choice(aggregation, "aggregation", AGGREGATIONS)
-    _check_choice(reduction, "reduction", ADV_REDUCTIONS)
+    check_choice(aggregation, "aggregation", AGGREGATIONS)
+    check_choice(reduction, "reduction", ADV_REDUCTIONS)
     return real_label, fake_label, weight
 
 

@@ -18,17 +18,10 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from .._args import as_number, check_non_negative, check_str
+from .._args import as_number, check_choice, check_non_negative
 
 NORM_MODES = ("pixel", "sample")
 INTERPOLATIONS = ("mixed", "real", "fake")
-
-
-def _check_choice(value, name: str, choices: tuple):
-    check_str(value, name)
-    if value not in choices:
-        listed = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'"
-        raise ValueError(f"{name} must be {listed}, got '{value}'")
 
 
 def _check_tensor(value, name: str):
@@ -92,8 +85,8 @@ def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real_data: Tenso
     if fake_data.shape != real_data.shape:
         raise ValueError(f"fake_data has shape {list(fake_data.shape)} but real_data has "
                          f"{list(real_data.shape)}")
-    _check_choice(norm_mode, "norm_mode", NORM_MODES)
-    _check_choice(interpolation, "interpolation", INTERPOLATIONS)
+    check_choice(norm_mode, "norm_mode", NORM_MODES)
+    check_choice(interpolation, "interpolation", INTERPOLATIONS)
     constant = as_number(constant, "constant")
     eps = as_number(eps, "eps")
     check_non_negative(eps, "eps")
@@ -139,7 +132,7 @@ def r1_penalty(real_pred: Tensor, real_img: Tensor, weight: Optional[Tensor] = N
     _check_tensor(real_img, "real_img")
     if not real_img.requires_grad:
         raise ValueError("real_img must require grad, and real_pred be computed from it")
-    _check_choice(norm_mode, "norm_mode", NORM_MODES)
+    check_choice(norm_mode, "norm_mode", NORM_MODES)
     grad = _input_grad(real_pred, real_img, loss_scaler)
     if weight is not None:
         grad = grad * weight

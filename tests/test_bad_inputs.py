@@ -343,6 +343,20 @@ def module_cases():
         lambda: modules.PiqStyleLoss()([feats[0]], [_t(2, 4, 4, 4)]))
     add("StyleLossLayer-shape", "input",
         lambda: modules.StyleLossLayer(feats[0])(_t(2, 4, 4, 4)))
+    # Adversarial drop-ins: unknown types, outputs of the wrong dtype or device, hinge's G target.
+    logit = _t(2, 1, 4, 4)
+    add("GANLoss(gan_type=unknown)", "gan_type", lambda: modules.GANLoss("nsgan"))
+    add("GANLoss-int", "input", lambda: modules.GANLoss("lsgan")(logit.int(), True))
+    add("GANLoss-list-int", "input[1]",
+        lambda: modules.GANLoss("lsgan")([logit, logit.int()], True))
+    add("GANLoss-list-of-lists-meta", "input[1][-1]",
+        lambda: modules.GANLoss("hinge")([[logit], [logit, logit.to("meta")]], True,
+                                         is_disc=True))
+    add("SPADEGANLoss(gan_mode=unknown)", "gan_mode", lambda: modules.SPADEGANLoss("lsgan"))
+    add("SPADEGANLoss-hinge-G-fake", "target_is_real",
+        lambda: modules.SPADEGANLoss("hinge")(logit, False, for_discriminator=False))
+    add("CycleGANLoss(gan_mode=unknown)", "gan_mode", lambda: modules.CycleGANLoss("hinge"))
+    add("hinge_d_loss-dtype", "logits_fake", lambda: modules.hinge_d_loss(logit, logit.double()))
     return cases
 
 

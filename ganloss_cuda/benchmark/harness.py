@@ -30,6 +30,11 @@ the same process (``matmul_probe``: a square GEMM in the case's dtype under its 
 and the row says which one binds. On CPU the inputs, reused call after call, largely stay in the
 caches, where DRAM copy bandwidth bounds nothing, so CPU rows have no floor; their achieved GB/s
 (floor bytes / median) and, with floor FLOPs, TFLOP/s (floor FLOPs / median) are still given.
+
+Launch-bound suites (``graph_replay``, the adversarial family): on a GPU a row's median is the
+host wall time per call (Timer synchronizes only at the ends of a round of calls, so a step whose
+host dispatch outlasts its kernels is timed by the host), and ``graph_ms`` is the same step
+captured in a CUDA graph and replayed: its device time without dispatch.
 """
 import contextlib
 import itertools
@@ -122,6 +127,9 @@ class Suite:
     # speedup table's "CPU goal" column; empty for none.
     cpu_goal: Mapping[str, float] = field(default_factory=dict)
     floor_flops: Optional[Callable[[CaseBase, str], int]] = None
+    # A launch-bound family's: on a GPU its rows also get graph_ms, the step's CUDA-graph replay
+    # time (graph_replay_ms), and its speedups the ratio of those (vs_reference_graph).
+    graph_replay: bool = False
 
     def cases_for(self, device: str, quick: bool = False) -> list:
         """The GPU set on 'cuda', the small CPU set on 'cpu'; only the quick ones if quick."""
@@ -343,6 +351,25 @@ def kernel_counts(suite: Suite, fn: Callable, case: CaseBase, mode: str,
     return fwd, count(loss.backward)[1]
 
 
+def graph_replay_ms(step: Callable, inputs, round_s: float) -> float:
+    """Milliseconds per replay of one step captured in a CUDA graph: the device time of its
+    kernels without the host's dispatch (launch-bound steps: docs/performance.md §7). Warmed up
+    on a side stream as torch.cuda.graphs requires, captured once, replayed for about round_s
+    after a warm-up (Timer synchronizes at the ends)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            step(*inputs)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step(*inputs)
+    timer = Timer("graph.replay()", globals={"graph": graph})
+    timer.blocked_autorange(min_run_time=round_s)
+    return timer.blocked_autorange(min_run_time=round_s).median * 1e3
+
+
 def bandwidth_probe(device: str) -> dict:
     """Copy bandwidth, GB/s counting bytes read + written: dst.copy_(src) of 1 GiB on a GPU,
     256 MiB on CPU (beyond the last-level cache), after a warm-up; the denominator of floor_ms."""
@@ -438,6 +465,8 @@ def _run_case(suite, case, device, probe_gbps, quick, providers, modes, log) -> 
                 "kernels_bwd": None, "first_call_s": None,
                 "note": fallback if provider == "ganloss" else None, "error": None,
                 "cpu_goal": dict(suite.cpu_goal) if provider == "ganloss" else None}
+            if suite.graph_replay and device == "cuda":
+                mode_rows[provider].update(graph_ms=None, graph_error=None)
             try:
                 steps[provider], mode_rows[provider]["first_call_s"] = prepare(
                     suite, fns[provider], case, mode, sets[0], want,
@@ -447,7 +476,8 @@ def _run_case(suite, case, device, probe_gbps, quick, providers, modes, log) -> 
                     raise
                 mode_rows[provider]["error"] = _error(e)
         start = _cpu_seconds()
-        timed = time_interleaved(steps, sets, **TIMING["quick" if quick else "full"])
+        effort = TIMING["quick" if quick else "full"]
+        timed = time_interleaved(steps, sets, **effort)
         others = others_cpu_share(start)
         for provider, m in timed.items():
             row = mode_rows[provider]
@@ -460,6 +490,12 @@ def _run_case(suite, case, device, probe_gbps, quick, providers, modes, log) -> 
             if device == "cuda":
                 row["kernels_fwd"], row["kernels_bwd"] = kernel_counts(
                     suite, fns[provider], case, mode, sets[0])
+            if "graph_ms" in row:
+                try:
+                    row["graph_ms"] = graph_replay_ms(steps[provider], sets[0],
+                                                      effort["round_s"])
+                except Exception as e:  # a provider that cannot be captured: recorded
+                    row["graph_error"] = _error(e)
         log(f"  {device} {case.group(mode)}: " + ", ".join(
             f"{p} " + (r["error"] or f"{r['median_ms']:.3f} ms (IQR {r['iqr_ms']:.3f})")
             for p, r in mode_rows.items())
@@ -497,6 +533,11 @@ def speedups(rows: List[dict]) -> List[dict]:
             fair = (theirs is not None and theirs["median_ms"] is not None
                     and not theirs["noisy"] and not ours["noisy"])
             entry[f"vs_{provider}"] = theirs["median_ms"] / ours["median_ms"] if fair else None
+        if "graph_ms" in ours:
+            theirs = group.get("reference", {})
+            entry["vs_reference_graph"] = (theirs["graph_ms"] / ours["graph_ms"]
+                                           if theirs.get("graph_ms") and ours["graph_ms"]
+                                           else None)
         out.append(entry)
     return out
 
@@ -586,6 +627,7 @@ def format_table(rows: List[dict], speedup_rows: List[dict]) -> str:
     ("noisy" where a row of the pair is noisy); then what the reader must know: noise, CPU
     floors, errors and notes."""
     flops = any(r["floor_flops"] is not None for r in rows)
+    graphs = any("graph_ms" in r for r in rows)
     lines = [[f"{r['device']} {r['case']}", r["dtype"], r["mode"], r["provider"],
               _f(r["median_ms"], ".3f"), _f(r["iqr_ms"], ".3f"),
               None if r["median_ms"] is None else f"{100 * r['iqr_ms'] / r['median_ms']:.0f}%",
@@ -596,14 +638,19 @@ def format_table(rows: List[dict], speedup_rows: List[dict]) -> str:
              + [_f(r["peak_mem_bytes"] and r["peak_mem_bytes"] / 2 ** 20, ".1f"),
                 None if r["kernels_fwd"] is None
                 else f"{r['kernels_fwd']}/{_f(r['kernels_bwd'], 'd')}"]
+             + ([_f(r.get("graph_ms"), ".4f")] if graphs else [])
              for r in rows]
     out = [_table(["case", "dtype", "mode", "provider", "median_ms", "iqr_ms", "IQR", "others",
                    "", "floor_ms"] + (["bound"] if flops else []) + ["GB/s"]
-                  + (["TFLOP/s"] if flops else []) + ["peak_MiB", "kernels"], lines)]
+                  + (["TFLOP/s"] if flops else []) + ["peak_MiB", "kernels"]
+                  + (["graph_ms"] if graphs else []), lines)]
     lines = [[f"{s['device']} {s['case']}", s["dtype"], s["mode"], _ratio(s, "reference"),
-              _ratio(s, "reference_compiled"), _cpu_goal(s)] for s in speedup_rows]
+              _ratio(s, "reference_compiled"), _cpu_goal(s)]
+             + ([_f(s.get("vs_reference_graph"), ".2f")] if graphs else [])
+             for s in speedup_rows]
     out += ["", _table(["ganloss speedup", "dtype", "mode", "vs reference",
-                        "vs reference_compiled", "CPU goal"], lines), ""]
+                        "vs reference_compiled", "CPU goal"]
+                       + (["graph vs reference"] if graphs else []), lines), ""]
     timed = [r for r in rows if r["median_ms"] is not None]
     noisy = [r for r in timed if r["noisy"]]
     if noisy:
@@ -617,4 +664,6 @@ def format_table(rows: List[dict], speedup_rows: List[dict]) -> str:
                    + (", TFLOP/s = model FLOPs / median." if flops else "."))
     out += sorted({f"{r['provider']}: {r['error'] or r['note']}" for r in rows
                    if r["error"] or r["note"]})
+    out += sorted({f"{r['provider']} graph capture: {r['graph_error']}" for r in rows
+                   if r.get("graph_error")})
     return "\n".join(out)

@@ -16,12 +16,12 @@ void check_cuda(cudaError_t err) {
 // The call's work decomposition: one AdvTensor per input (x and dx set), and the chunk count.
 struct AdvWork {
   std::vector<AdvTensor> tensors;
-  int64_t total_chunks = 0;
-  int64_t chunk = 0;
+  int64_t total_chunks;
+  int64_t chunk;
 };
 
 AdvWork plan_work(const AdversarialPlan& plan) {
-  AdvWork w;
+  AdvWork w{};
   int64_t total = 0;
   for (const at::Tensor& x : plan.inputs) total += x.numel();
   w.chunk = chunk_elements(total, plan.inputs[0].element_size());

@@ -166,6 +166,9 @@ def _adversarial_cases():
         dt = ("f32", "bf16")[gi % 2]
         cases.append(AdvCase(f"adversarial/{dt}-{gan}-D-{'per_sample' if gi % 2 else 'mean'}-big",
                              dt, gan, big, [True, False], True, gi % 2 == 1))
+    # 40 chunks in one segment: the finalize's lanes sum more than one chunk partial each.
+    cases.append(AdvCase("adversarial/f32-lsgan-G-mean-40chunks", "f32", "lsgan",
+                         [(1, 1, 400, 400), (1, 1, 3, 3)], [False, False], False))
     for gan in ("lsgan", "vanilla", "wgan", "softplus", "hinge"):  # bce: probabilities only
         for dt, values in (("f32", "extreme"), ("f16", "extreme"), ("f32", "nan")):
             cases.append(AdvCase(f"adversarial/{dt}-{gan}-{values}", dt, gan, scales,

@@ -61,6 +61,7 @@ class Mutant:
 M = Mutant
 FCU, HLP, FH, CRH = "cuda/feature.cu", "cuda/cuda_helpers.cuh", "common/feature.h", "common/criterion.h"
 GCU, GH = "cuda/gram.cu", "common/gram.h"
+ACU, ALH = "cuda/adversarial.cu", "cuda/adversarial_launch.h"
 # fmt: off
 MUTANTS = [
     # Barriers: each __syncthreads removed, one mutant per barrier; one reached by half the block.
@@ -114,6 +115,13 @@ MUTANTS = [
     M("gram-split-scale", GCU, "14 - ilogbf(bound)", "18 - ilogbf(bound)", None, "backward: hi = A * 2^e overflows fp16"),
     M("gram-dy-sign", GCU, "(is_y ? -1.0 : 1.0)", "1.0", None, "dY = +coef A Y"),
     M("gram-tile-pair", GH, "p -= tiles - i;", "p -= tiles - i - 1;", None, "upper-triangle tile pairs numbered wrongly"),
+    # The adversarial kernels (cuda/adversarial.cu, cuda/adversarial_launch.h).
+    M("adv-no-sync-is-last", ACU, "__syncthreads();", ";", "2/2", "shared is_last read before thread 0 wrote it"),
+    M("adv-finalize-chunk-stride", ACU, "k < X.chunks_per_row; k += 32)", "k < X.chunks_per_row; k += 16)", None, "finalize: a segment's chunk partials counted twice"),
+    M("adv-segment-row", ACU, "X.chunk_begin + row * X.chunks_per_row;", "X.chunk_begin;", None, "finalize: every sample sums sample 0's chunks"),
+    M("adv-upstream-index", ACU, "static_cast<const float*>(p.grad)[c.row]", "static_cast<const float*>(p.grad)[0]", None, "backward: every sample gets sample 0's upstream gradient"),
+    M("adv-label-swapped", ACU, "X.real ? p.real_label : p.fake_label", "X.real ? p.fake_label : p.real_label", "all", "real and fake labels swapped"),
+    M("adv-locate-first-chunk", ALH, "p.tensors[t + 1].chunk_begin <= chunk", "p.tensors[t + 1].chunk_begin < chunk", None, "an input's first chunk attributed to the previous input"),
 ]
 # fmt: on
 
@@ -249,7 +257,7 @@ def ordered_cases():
 
 def family_first(names, mutant):
     """names with the cases of the mutated file's family first (gram.cu, gram.h: "gram/...")."""
-    family = "gram/" if "gram" in mutant.file else "feature/"
+    family = next((f"{f}/" for f in ("gram", "adversarial") if f in mutant.file), "feature/")
     return [n for n in names if n.startswith(family)] + [n for n in names if not n.startswith(family)]
 
 

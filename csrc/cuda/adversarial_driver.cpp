@@ -5,13 +5,10 @@
 
 #include "../plan/adversarial_plan.h"
 #include "adversarial_launch.h"
+#include "driver_helpers.h"
 
 namespace ganloss {
 namespace {
-
-void check_cuda(cudaError_t err) {
-  TORCH_CHECK(err == cudaSuccess, "CUDA error: ", cudaGetErrorString(err));
-}
 
 // The call's work decomposition: one AdvTensor per input (x and dx set), and the chunk count.
 struct AdvWork {
@@ -46,24 +43,19 @@ AdvWork plan_work(const AdversarialPlan& plan) {
   return w;
 }
 
-int64_t launches_for(const AdvWork& w) {
-  return (int64_t(w.tensors.size()) + kAdvMaxTensorsPerLaunch - 1) / kAdvMaxTensorsPerLaunch;
-}
-
 // Calls launch(params, index) once per group of at most kAdvMaxTensorsPerLaunch inputs.
 template <typename F>
 void for_each_launch(const AdvWork& w, const AdversarialLaunch& base, F&& launch) {
-  const int64_t total = int64_t(w.tensors.size());
-  for (int64_t first = 0, index = 0; first < total; first += kAdvMaxTensorsPerLaunch, ++index) {
+  for_each_launch_group(int64_t(w.tensors.size()), kAdvMaxTensorsPerLaunch,
+                        [&](int64_t first, int64_t count, int64_t index, bool last) {
     AdversarialLaunch p = base;
-    p.num_tensors = int(std::min<int64_t>(kAdvMaxTensorsPerLaunch, total - first));
-    std::copy_n(w.tensors.begin() + first, p.num_tensors, p.tensors);
-    const int64_t next = first + p.num_tensors;
+    p.num_tensors = int(count);
+    std::copy_n(w.tensors.begin() + first, count, p.tensors);
     p.chunk_offset = w.tensors[first].chunk_begin;
-    p.num_chunks = (next < total ? w.tensors[next].chunk_begin : w.total_chunks) - p.chunk_offset;
-    p.last_launch = next == total;
+    p.num_chunks = (last ? w.total_chunks : w.tensors[first + count].chunk_begin) - p.chunk_offset;
+    p.last_launch = last;
     launch(p, index);
-  }
+  });
 }
 
 AdversarialLaunch launch_base(const AdversarialPlan& plan, const AdvWork& w) {
@@ -90,7 +82,7 @@ at::Tensor run_adversarial_loss(at::TensorList inputs, const c10::List<bool>& re
   const AdvWork w = plan_work(plan);
   // Workspace: chunk partials, segment terms, one block counter per launch (32 bits each).
   const int64_t segments = int64_t(w.tensors.size()) * plan.batch;
-  const int64_t launches = launches_for(w);
+  const int64_t launches = launch_groups(int64_t(w.tensors.size()), kAdvMaxTensorsPerLaunch);
   at::Tensor workspace = at::empty({w.total_chunks + segments + (launches + 1) / 2},
                                    plan.inputs[0].options().dtype(at::kDouble));
   double* ws = workspace.data_ptr<double>();

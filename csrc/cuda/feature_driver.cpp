@@ -4,33 +4,26 @@
 #include <algorithm>
 
 #include "../plan/feature_plan.h"
+#include "driver_helpers.h"
 #include "feature_launch.h"
 
 namespace ganloss {
 namespace {
 
-void check_cuda(cudaError_t err) {
-  TORCH_CHECK(err == cudaSuccess, "CUDA error: ", cudaGetErrorString(err));
-}
-
-int64_t launches_for(const FeaturePlan& plan) {
-  return (int64_t(plan.layers.size()) + kMaxLayersPerLaunch - 1) / kMaxLayersPerLaunch;
-}
-
 // Calls launch(params, index) once per group of at most kMaxLayersPerLaunch layers.
 template <typename F>
 void for_each_launch(const FeaturePlan& plan, const FeatureLaunch& base, F&& launch) {
-  const int64_t total = int64_t(plan.layers.size());
-  for (int64_t first = 0, index = 0; first < total; first += kMaxLayersPerLaunch, ++index) {
+  for_each_launch_group(int64_t(plan.layers.size()), kMaxLayersPerLaunch,
+                        [&](int64_t first, int64_t count, int64_t index, bool last) {
     FeatureLaunch p = base;
-    p.num_layers = int(std::min<int64_t>(kMaxLayersPerLaunch, total - first));
-    std::copy_n(plan.layers.begin() + first, p.num_layers, p.layers);
-    const int64_t next = first + p.num_layers;
+    p.num_layers = int(count);
+    std::copy_n(plan.layers.begin() + first, count, p.layers);
     p.chunk_offset = plan.layers[first].chunk_begin;
-    p.num_chunks = (next < total ? plan.layers[next].chunk_begin : plan.total_chunks) - p.chunk_offset;
-    p.last_launch = next == total;
+    p.num_chunks = (last ? plan.total_chunks : plan.layers[first + count].chunk_begin) -
+                   p.chunk_offset;
+    p.last_launch = last;
     launch(p, index);
-  }
+  });
 }
 
 FeatureLaunch launch_base(const FeaturePlan& plan) {
@@ -56,7 +49,7 @@ run_feature_loss(at::TensorList inputs, at::TensorList targets,
                                        input_grad, target_grad, /*outputs=*/true);
   // Workspace: chunk partials [chunks, 2], loss terms, one block counter per launch.
   const int64_t terms = plan.total_segments;
-  const int64_t launches = launches_for(plan);
+  const int64_t launches = launch_groups(int64_t(plan.layers.size()), kMaxLayersPerLaunch);
   at::Tensor workspace = at::empty({2 * plan.total_chunks + terms + (launches + 1) / 2},
                                    inputs[0].options().dtype(at::kDouble));
   double* ws = workspace.data_ptr<double>();

@@ -5,14 +5,11 @@
 #include <limits>
 
 #include "../plan/gram_plan.h"
+#include "driver_helpers.h"
 #include "gram_launch.h"
 
 namespace ganloss {
 namespace {
-
-void check_cuda(cudaError_t err) {
-  TORCH_CHECK(err == cudaSuccess, "CUDA error: ", cudaGetErrorString(err));
-}
 
 GramOperand operand(const at::Tensor& t) {
   return {t.data_ptr(), t.stride(0), t.stride(1), t.stride(2)};
@@ -56,14 +53,14 @@ int set_work(GramLaunch& p, F count) {
 // Calls launch(params) once per group of at most kGramLayersPerLaunch layers.
 template <typename F>
 void for_each_launch(const std::vector<GramLayer>& layers, const GramLaunch& base, F&& launch) {
-  const size_t total = layers.size();
-  for (size_t first = 0; first < total; first += kGramLayersPerLaunch) {
+  for_each_launch_group(int64_t(layers.size()), kGramLayersPerLaunch,
+                        [&](int64_t first, int64_t count, int64_t, bool last) {
     GramLaunch p = base;
-    p.num_layers = int(std::min<size_t>(kGramLayersPerLaunch, total - first));
-    std::copy_n(layers.begin() + first, p.num_layers, p.layers);
-    p.last_launch = first + p.num_layers == total;
+    p.num_layers = int(count);
+    std::copy_n(layers.begin() + first, count, p.layers);
+    p.last_launch = last;
     launch(p);
-  }
+  });
 }
 
 int64_t partial_elements(const std::vector<GramLayer>& layers) {

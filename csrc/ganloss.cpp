@@ -1,15 +1,8 @@
 // Every ganloss operator schema, in one place. Each loss family registers its kernels per
 // dispatch key in cpu/<family>.cpp and cuda/<family>_api.cpp; fake (meta) kernels and autograd
-// are attached from Python (ganloss_cuda/ops/<family>.py).
-#include <Python.h>
+// are attached from Python (ganloss_cuda/ops/<family>.py). The Python module of the build (its
+// eager entry points and PyInit__C) is python_calls.cpp.
 #include <torch/library.h>
-
-// Importing ganloss_cuda._C (the setup.py build) only has to run the static initialisers
-// below; the module itself is empty. The JIT build loads this file as a plain library.
-extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
-}
 
 TORCH_LIBRARY(ganloss, m) {
   // Multi-layer feature loss: sum_l weights[l] * reduce(criterion(inputs[l] - targets[l]) [* masks[l]]).

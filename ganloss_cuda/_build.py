@@ -58,11 +58,13 @@ def build_with_cuda() -> bool:
 
 def sources(csrc, with_cuda):
     """The files to compile, found by globbing so that a new loss family needs no edit here: the
-    schema file ganloss.cpp, plan/*.cpp and cpu/*.cpp, plus, when with_cuda, the kernels
-    cuda/*.cu and their torch-facing host files cuda/*.cpp. The JIT build names each object file
-    after its source's base name (x.o, x.cuda.o for x.cu), so base names must be unique."""
+    schema file ganloss.cpp, the Python module python_calls.cpp, plan/*.cpp and cpu/*.cpp, plus,
+    when with_cuda, the kernels cuda/*.cu and their torch-facing host files cuda/*.cpp. The JIT
+    build names each object file after its source's base name (x.o, x.cuda.o for x.cu), so base
+    names must be unique."""
     csrc = Path(csrc)
-    files = [csrc / "ganloss.cpp", *sorted(csrc.glob("plan/*.cpp")), *sorted(csrc.glob("cpu/*.cpp"))]
+    files = [csrc / "ganloss.cpp", csrc / "python_calls.cpp", *sorted(csrc.glob("plan/*.cpp")),
+             *sorted(csrc.glob("cpu/*.cpp"))]
     if with_cuda:
         files += sorted(csrc.glob("cuda/*.cu")) + sorted(csrc.glob("cuda/*.cpp"))
     objects = [f.stem + (".cuda.o" if f.suffix == ".cu" else ".o") for f in files]

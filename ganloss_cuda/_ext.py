@@ -18,6 +18,7 @@ warning. Environment:
   GANLOSS_CUDA_CACHE=DIR   JIT cache root (default: $TORCH_EXTENSIONS_DIR or ~/.cache/ganloss_cuda)
   GANLOSS_CUDA_CPU_ONLY=1  build without CUDA kernels even when nvcc is found
 """
+import ctypes
 import hashlib
 import importlib
 import json
@@ -37,6 +38,7 @@ from . import _build
 
 load_error = None  # why no extension is loaded (str), or None
 build_info = {}    # how the loaded extension was built; see info.py
+module = None      # the extension's Python module (csrc/python_calls.cpp): eager entry points
 
 
 def _env(name):
@@ -62,9 +64,10 @@ def _jit_dir(digest: str, with_cuda: bool) -> Path:
 def _load_prebuilt(csrc, digest):
     """Imports the setup.py build; returns why there is none (str), or None. Raises _StaleBuild
     when it was built from another csrc/ tree."""
+    global module
     info_file = _build.PACKAGE_DIR / "_build_info.json"
     try:
-        importlib.import_module("ganloss_cuda._C")
+        prebuilt = importlib.import_module("ganloss_cuda._C")
     except ImportError as e:
         return f"no setup.py build ({e})"
     built = json.loads(info_file.read_text()) if info_file.is_file() else {}
@@ -74,6 +77,7 @@ def _load_prebuilt(csrc, digest):
             f"ganloss_cuda._C was built from csrc {built.get('csrc_sha256', '?')[:12]} but the tree "
             f"is {digest[:12]}: rebuild it (pip install --no-build-isolation -e .) or delete it")
     build_info.update(built, source="setup.py")
+    module = prebuilt
     return None
 
 
@@ -173,9 +177,18 @@ def _build_entry(csrc, entry: Path, name: str, with_cuda: bool):
         shutil.rmtree(build_dir, ignore_errors=True)
 
 
+def _module_of_library(library: Path):
+    """The Python module of a loaded JIT library: the one its PyInit__C makes, called through
+    ctypes (the library is loaded as a plain one, not imported)."""
+    init = ctypes.PyDLL(str(library)).PyInit__C
+    init.restype = ctypes.py_object
+    return init()
+
+
 def _load_jit(csrc, digest):
     """Loads the cache entry for csrc/ when it is valid, else (re)builds it; returns why nothing
     is loaded (str), or None."""
+    global module
     with_cuda = _build.build_with_cuda()
     entry = _jit_dir(digest, with_cuda)
     name = f"ganloss_{digest[:16]}"
@@ -203,6 +216,7 @@ def _load_jit(csrc, digest):
             return f"JIT build failed: {e}"
         seconds = time.time() - start
         _say(f"built in {seconds:.0f} s")
+    module = _module_of_library(library)
     manifest = json.loads((entry / MANIFEST).read_text())
     build_info.update(source="jit", path=str(library), csrc_sha256=digest,
                       with_cuda=manifest["with_cuda"], build_seconds=round(seconds, 1),

@@ -201,6 +201,23 @@ def test_double_backward_raises():
         torch.autograd.grad(F.adversarial_loss(x, True, "lsgan"), [x], create_graph=True)
 
 
+@pytest.mark.parametrize("fn", [F.adversarial_loss, R.adversarial_loss])
+def test_remembered_setting_checks_tell_types_apart(fn):
+    """The checked settings are remembered per call site values (lru_cache, typed): after
+    weight=1 and real_label=1 passed, True (== 1, same hash) is still refused, and an unhashable
+    setting still gets the checks' own message."""
+    x = [torch.randn(2, 1)]
+    fn(x, True, weight=1, real_label=1)
+    with pytest.raises(TypeError, match="^weight must be a number, got bool$"):
+        fn(x, True, weight=True)
+    with pytest.raises(TypeError, match="^real_label must be a number, got bool$"):
+        fn(x, True, real_label=True)
+    with pytest.raises(TypeError, match="^gan_type must be a str, got list$"):
+        fn(x, True, gan_type=["vanilla"])
+    with pytest.raises(ValueError, match="^weight must be a finite non-negative number, got nan$"):
+        fn(x, True, weight=math.nan)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_under_autocast_bce_is_accepted(device):
     """torch refuses binary_cross_entropy under autocast; ours computes it in float32."""

@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "../plan/adversarial_plan.h"
@@ -48,7 +49,9 @@ std::vector<double> segment_sums(const AdversarialPlan& p, size_t i) {
   const bool real = p.real[i];
   const A y = A(real ? p.real_label : p.fake_label);
   std::vector<double> chunk_sums(segments * per_segment);
-  const int64_t grain = std::max<int64_t>(1, kSerialElements / kChunk);
+  // Chunks per thread: a parallel region only past kSerialElements elements (per-sample
+  // segments of StyleGAN's (N, 1) logits are chunks of one element).
+  const int64_t grain = std::max<int64_t>(1, kSerialElements / std::min(kChunk, len));
   at::parallel_for(0, segments * per_segment, grain, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const int64_t seg = c / per_segment, first = seg * len + (c % per_segment) * kChunk;
@@ -87,8 +90,10 @@ at::Tensor adversarial_loss_cpu(at::TensorList inputs, const c10::List<bool>& re
 }
 
 template <GanType G, typename T>
-void input_grad(const AdversarialPlan& p, size_t i, const double* g) {
+void input_grad(const AdversarialPlan& p, size_t i, const at::Tensor& grad) {
   using A = at::opmath_type<T>;
+  using Loss = std::conditional_t<std::is_same<T, double>::value, double, float>;  // acc_dtype
+  const Loss* g = grad.data_ptr<Loss>();
   const T* x = p.inputs[i].data_ptr<T>();
   T* dx = p.grads[i].data_ptr<T>();
   const int64_t len = adversarial_count(p, i), numel = p.inputs[i].numel();
@@ -97,7 +102,7 @@ void input_grad(const AdversarialPlan& p, size_t i, const double* g) {
   const double scale = p.weights[i] / double(len);
   at::parallel_for(0, numel, kSerialElements, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {
-      const A factor = A(g[p.per_sample ? j / len : 0] * scale);
+      const A factor = A(double(g[p.per_sample ? j / len : 0]) * scale);
       dx[j] = T(factor * adversarial_grad<G>(A(x[j]), real, p.is_disc, y));
     }
   });
@@ -109,12 +114,11 @@ std::vector<at::Tensor> adversarial_loss_backward_cpu(
     at::ArrayRef<double> weights, bool per_sample) {
   AdversarialPlan p = plan_adversarial_loss_backward(grad, inputs, real, gan_type, is_disc,
                                                      real_label, fake_label, weights, per_sample);
-  const at::Tensor g = grad.to(at::kDouble).contiguous();
+  const at::Tensor g = grad.contiguous();  // in acc_dtype (the plan checks it)
   for (size_t i = 0; i < p.inputs.size(); ++i) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.inputs[i].scalar_type(),
                                     "adversarial_loss_backward_cpu", [&] {
-      dispatch_gan_type(p.gan_type,
-                        [&](auto t) { input_grad<t.value, scalar_t>(p, i, g.data_ptr<double>()); });
+      dispatch_gan_type(p.gan_type, [&](auto t) { input_grad<t.value, scalar_t>(p, i, g); });
     });
   }
   return p.grads;

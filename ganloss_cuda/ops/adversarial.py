@@ -21,6 +21,14 @@ from ..reference.adversarial import Inputs, loss_of_call
 OPS = ("adversarial_loss", "adversarial_loss_backward")
 
 _ops = torch.ops.ganloss
+# Eager calls ask the tensor (is_cpu, is_cuda), not the name of its device, which is a new string
+# at every call.
+_CPU_KERNEL = _ext.has_kernel("adversarial_loss", "cpu")
+_CUDA_KERNEL = _ext.has_kernel("adversarial_loss", "cuda")
+# Eager calls go through the extension's own entry points (csrc/python_calls.cpp): typed
+# dispatcher calls without torch.ops' per-argument boxing and __torch_function__ handling, which
+# cost more host time than a StyleGAN-like loss step.
+_calls = _ext.module
 
 
 def _check_op_inputs(inputs):
@@ -64,7 +72,7 @@ class _EagerAdversarialLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, args, *xs):
         with torch._C._AutoDispatchBelowAutograd():
-            loss = _ops.adversarial_loss(list(xs), *args)
+            loss = _calls.adversarial_loss(xs, *args)
         ctx.args = args
         ctx.save_for_backward(*xs)
         return loss
@@ -76,21 +84,42 @@ class _EagerAdversarialLoss(torch.autograd.Function):
                                "create_graph=True (double backward) is not supported; the "
                                "regularisers (gradient_penalty, r1_penalty) differentiate the "
                                "discriminator, not this loss")
-        with torch._C._AutoDispatchBelowAutograd():
-            dxs = _ops.adversarial_loss_backward(grad, list(ctx.saved_tensors), *ctx.args)
+        dxs = _calls.adversarial_loss_backward(grad, ctx.saved_tensors, *ctx.args)
         return (None, *dxs)
 
 
-def _run(call) -> Tensor:
-    xs, *args = call
-    if not _ext.use_extension("adversarial_loss", xs[0].device):
-        return loss_of_call(call)
-    if torch.compiler.is_compiling():
-        return _ops.adversarial_loss(xs, *args)
-    if not (torch.is_grad_enabled() and any(x.requires_grad for x in xs)):
-        with torch._C._AutoDispatchBelowAutograd():
-            return _ops.adversarial_loss(xs, *args)
-    return _EagerAdversarialLoss.apply(tuple(args), *xs)
+# The C++ apply under torch.autograd.Function.apply, whose Python wrapper adds only functorch
+# support (which needs a setup_context this Function lacks) and costs 3.5 % of the host
+# instructions of a StyleGAN-like discriminator step (valgrind); used outside functorch transforms.
+_apply_without_functorch = super(torch.autograd.Function, _EagerAdversarialLoss).apply
+
+
+def _run(make_call, args: tuple) -> Tensor:
+    """The loss of ``make_call(*args)`` (adversarial_call or discriminator_call): the op, or the
+    reference where the extension has no kernel for the inputs' device. Eager calls on a device
+    with a kernel leave the tensor checks (dtypes, devices, sizes, batch sizes) to the op, which
+    makes the same ones; when it raises, the Python checks run to raise the reference's error,
+    which names the caller's argument. The Python checks cost more host time than the loss."""
+    call = make_call(*args, check_tensors=False)
+    xs, op_args = call[0], call[1:]
+    x0 = xs[0]
+    if torch.compiler.is_compiling() or not ((x0.is_cpu and _CPU_KERNEL)
+                                             or (x0.is_cuda and _CUDA_KERNEL)):
+        call = make_call(*args)  # meta tensors (fake kernels), tracing, the fallback
+        if not _ext.use_extension("adversarial_loss", x0.device):
+            return loss_of_call(call)
+        return _ops.adversarial_loss(*call)
+    try:
+        if not (torch.is_grad_enabled() and any(x.requires_grad for x in xs)):
+            with torch._C._AutoDispatchBelowAutograd():
+                return _calls.adversarial_loss(xs, *op_args)
+        if torch._C._are_functorch_transforms_active():
+            return _EagerAdversarialLoss.apply(op_args, *xs)
+        return _apply_without_functorch(op_args, *xs)
+    except Exception as e:  # noqa: BLE001 - re-raised below unless the checks raise first
+        error = e
+    make_call(*args)
+    raise error
 
 
 def adversarial_loss(inputs: Inputs, target_is_real: bool, gan_type: str = "vanilla",
@@ -127,8 +156,8 @@ def adversarial_loss(inputs: Inputs, target_is_real: bool, gan_type: str = "vani
     Returns:
         float32 loss (float64 for float64 inputs), () or (N,).
     """
-    return _run(adversarial_call(inputs, target_is_real, gan_type, is_disc, real_label,
-                                 fake_label, weight, aggregation, reduction))
+    return _run(adversarial_call, (inputs, target_is_real, gan_type, is_disc, real_label,
+                                   fake_label, weight, aggregation, reduction))
 
 
 def discriminator_loss(real_inputs: Inputs, fake_inputs: Inputs, gan_type: str = "vanilla",
@@ -141,8 +170,8 @@ def discriminator_loss(real_inputs: Inputs, fake_inputs: Inputs, gan_type: str =
     Real and fake may differ in shapes and in their number of scales; arguments as in
     :func:`adversarial_loss`.
     """
-    return _run(discriminator_call(real_inputs, fake_inputs, gan_type, real_label, fake_label,
-                                   weight, aggregation, reduction))
+    return _run(discriminator_call, (real_inputs, fake_inputs, gan_type, real_label, fake_label,
+                                     weight, aggregation, reduction))
 
 
 if _ext.available():  # the registrations need the schemas of the loaded library

@@ -14,6 +14,7 @@ the loss weight folded in), which is what the compiled op takes.
 
 Layer rule: imports torch and ``_args`` only.
 """
+import functools
 import math
 from typing import List, Sequence, Tuple, Union
 
@@ -42,11 +43,14 @@ def _finite(value, name: str) -> float:
 
 
 def _check_scales(tensors: List[Tensor], name: str, per_sample: bool, ref: Tensor = None,
-                  ref_name: str = ""):
+                  ref_name: str = "", check_tensors: bool = True):
     """One list of discriminator outputs: non-empty, floating, of ref's dtype and device (default
-    the list's first tensor), no empty tensor, one batch size for per_sample."""
+    the list's first tensor), no empty tensor, one batch size for per_sample. Without
+    check_tensors, only non-empty (the op checks the rest; ops/adversarial.py)."""
     if not tensors:
         raise ValueError(f"{name} must hold at least one tensor (one per discriminator scale)")
+    if not check_tensors:
+        return
     if ref is None:
         ref, ref_name = tensors[0], f"{name}[0]"
     for i, t in enumerate(tensors):
@@ -68,7 +72,8 @@ def _check_scales(tensors: List[Tensor], name: str, per_sample: bool, ref: Tenso
                                  f"{ref.shape[0]}; reduction 'per_sample' needs one batch size")
 
 
-def _common_args(gan_type, real_label, fake_label, weight, aggregation, reduction) -> tuple:
+def _check_common_args(gan_type, real_label, fake_label, weight, aggregation,
+                       reduction) -> tuple:
     check_choice(gan_type, "gan_type", GAN_TYPES)
     real_label = _finite(real_label, "real_label")
     fake_label = _finite(fake_label, "fake_label")
@@ -79,6 +84,22 @@ def _common_args(gan_type, real_label, fake_label, weight, aggregation, reductio
     return real_label, fake_label, weight
 
 
+# A training loop passes the same few settings at every step, and these losses cost less than
+# their Python argument checks: remember the checked settings (typed: 1, 1.0 and True differ).
+_checked_common_args = functools.lru_cache(maxsize=64, typed=True)(_check_common_args)
+
+
+def _common_args(*args) -> tuple:
+    """(real_label, fake_label, weight) as floats, after the checks of the settings shared by
+    both functions (gan_type, labels, weight, aggregation, reduction)."""
+    if torch.compiler.is_compiling():  # checked once, at tracing; dynamo warns of lru_cache
+        return _check_common_args(*args)
+    try:
+        return _checked_common_args(*args)
+    except TypeError:  # an unhashable argument, or a wrong type: the checks name it
+        return _check_common_args(*args)
+
+
 def _scale_weights(n: int, weight: float, aggregation: str) -> List[float]:
     return [weight / n if aggregation == "mean" else weight] * n
 
@@ -87,33 +108,34 @@ AdversarialCall = Tuple[List[Tensor], List[bool], str, bool, float, float, List[
 
 
 def adversarial_call(inputs, target_is_real, gan_type="vanilla", is_disc=False, real_label=1.0,
-                     fake_label=0.0, weight=1.0, aggregation="mean",
-                     reduction="mean") -> AdversarialCall:
+                     fake_label=0.0, weight=1.0, aggregation="mean", reduction="mean",
+                     check_tensors=True) -> AdversarialCall:
     """adversarial_loss's arguments checked and turned into the op's: (inputs, real, gan_type,
-    is_disc, real_label, fake_label, weights, per_sample)."""
+    is_disc, real_label, fake_label, weights, per_sample). check_tensors=False leaves the
+    tensors' dtypes, devices, sizes and batch sizes to the op (which checks the same)."""
     xs = as_list(inputs, "inputs")
     _check_bool(target_is_real, "target_is_real")
     _check_bool(is_disc, "is_disc")
     real_label, fake_label, weight = _common_args(gan_type, real_label, fake_label, weight,
                                                   aggregation, reduction)
     per_sample = reduction == "per_sample"
-    _check_scales(xs, "inputs", per_sample)
+    _check_scales(xs, "inputs", per_sample, check_tensors=check_tensors)
     return (xs, [target_is_real] * len(xs), gan_type, is_disc, real_label, fake_label,
             _scale_weights(len(xs), weight, aggregation), per_sample)
 
 
 def discriminator_call(real_inputs, fake_inputs, gan_type="vanilla", real_label=1.0,
-                       fake_label=0.0, weight=1.0, aggregation="mean",
-                       reduction="mean") -> AdversarialCall:
+                       fake_label=0.0, weight=1.0, aggregation="mean", reduction="mean",
+                       check_tensors=True) -> AdversarialCall:
     """discriminator_loss's arguments checked and turned into the op's: both lists in one call,
-    real first, is_disc set."""
+    real first, is_disc set; check_tensors as in adversarial_call."""
     reals = as_list(real_inputs, "real_inputs")
     fakes = as_list(fake_inputs, "fake_inputs")
     real_label, fake_label, weight = _common_args(gan_type, real_label, fake_label, weight,
                                                   aggregation, reduction)
     per_sample = reduction == "per_sample"
-    _check_scales(reals, "real_inputs", per_sample)
-    _check_scales(fakes, "fake_inputs", per_sample, reals[0], "real_inputs[0]")
+    _check_scales(reals, "real_inputs", per_sample, check_tensors=check_tensors)
+    _check_scales(fakes, "fake_inputs", per_sample, reals[0], "real_inputs[0]", check_tensors)
     return (reals + fakes, [True] * len(reals) + [False] * len(fakes), gan_type, True, real_label,
             fake_label, _scale_weights(len(reals), weight, aggregation)
             + _scale_weights(len(fakes), weight, aggregation), per_sample)

@@ -1,9 +1,10 @@
 // Python entry points for the eager calls of host-bound ops (ganloss_cuda/ops/adversarial.py):
-// typed, unboxed calls of the registered ops through the dispatcher, so every dispatch key,
-// dispatch mode and profiler record is as through torch.ops, without torch.ops' boxing of each
-// argument into an IValue and its __torch_function__ handling. A StyleGAN-like loss step costs
-// less host time than that wrapping. The schemas and kernels stay where they are (ganloss.cpp,
-// cpu/, cuda/); autograd stays in Python.
+// typed, unboxed calls of the registered ops through the dispatcher below the Autograd key (the
+// callers' torch.autograd.Function records the graph), so every backend key, dispatch mode and
+// profiler record is as through torch.ops, without torch.ops' boxing of each argument into an
+// IValue and its __torch_function__ handling. A StyleGAN-like loss step costs less host time
+// than that wrapping. The schemas and kernels stay where they are (ganloss.cpp, cpu/, cuda/);
+// autograd stays in Python.
 //
 // Also the module init of the setup.py build (ganloss_cuda._C). The JIT build is loaded as a
 // plain library, and the loader calls PyInit__C through ctypes for the same module.
@@ -31,6 +32,7 @@ at::Tensor adversarial_loss(const std::vector<at::Tensor>& inputs, const std::ve
           .findSchemaOrThrow("ganloss::adversarial_loss", "")
           .typed<at::Tensor(at::TensorList, const c10::List<bool>&, c10::string_view, bool, double,
                             double, at::ArrayRef<double>, bool)>();
+  at::AutoDispatchBelowAutograd below_autograd;
   return op.call(inputs, to_list(real), gan_type, is_disc, real_label, fake_label, weights,
                  per_sample);
 }
@@ -45,6 +47,7 @@ std::vector<at::Tensor> adversarial_loss_backward(
           .typed<std::vector<at::Tensor>(const at::Tensor&, at::TensorList, const c10::List<bool>&,
                                          c10::string_view, bool, double, double,
                                          at::ArrayRef<double>, bool)>();
+  at::AutoDispatchBelowAutograd below_autograd;
   return op.call(grad, inputs, to_list(real), gan_type, is_disc, real_label, fake_label, weights,
                  per_sample);
 }

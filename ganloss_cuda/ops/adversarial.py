@@ -71,8 +71,7 @@ class _EagerAdversarialLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, args, *xs):
-        with torch._C._AutoDispatchBelowAutograd():
-            loss = _calls.adversarial_loss(xs, *args)
+        loss = _calls.adversarial_loss(xs, *args)
         ctx.args = args
         ctx.save_for_backward(*xs)
         return loss
@@ -111,8 +110,7 @@ def _run(make_call, args: tuple) -> Tensor:
         return _ops.adversarial_loss(*call)
     try:
         if not (torch.is_grad_enabled() and any(x.requires_grad for x in xs)):
-            with torch._C._AutoDispatchBelowAutograd():
-                return _calls.adversarial_loss(xs, *op_args)
+            return _calls.adversarial_loss(xs, *op_args)
         if torch._C._are_functorch_transforms_active():
             return _EagerAdversarialLoss.apply(op_args, *xs)
         return _apply_without_functorch(op_args, *xs)

@@ -3,10 +3,12 @@
 launch for every scale, real and fake together) or fall back to the reference. ``OPS`` lists the
 family's ops (schemas in csrc/ganloss.cpp).
 
-These losses are small (patch logits), so host time matters: eager calls go through a
-torch.autograd.Function over the flat inputs (no torch.library pytree work per call); traced
-calls (torch.compile) use the op's registered autograd. Nothing here synchronises with the
-device (torch.compile fullgraph, CUDA graphs).
+These losses are small (patch logits), so host time matters. Eager calls go through a
+torch.autograd.Function over the flat inputs (no torch.library pytree work per call) whose
+forward and backward call the ops through the extension's entry points (csrc/python_calls.cpp),
+and leave the tensor checks to the op (``_run``); traced calls (torch.compile) make every check
+in Python and use the op's registered autograd. Nothing here synchronises with the device
+(torch.compile fullgraph, CUDA graphs).
 
 Layer rule: imports torch, ``_args``, ``_ext`` and ``reference`` only.
 """
@@ -27,7 +29,8 @@ _CPU_KERNEL = _ext.has_kernel("adversarial_loss", "cpu")
 _CUDA_KERNEL = _ext.has_kernel("adversarial_loss", "cuda")
 # Eager calls go through the extension's own entry points (csrc/python_calls.cpp): typed
 # dispatcher calls without torch.ops' per-argument boxing and __torch_function__ handling, which
-# cost more host time than a StyleGAN-like loss step.
+# cost more host time than a StyleGAN-like loss step (a tensor subclass's __torch_dispatch__ and
+# dispatch modes still see the op; its __torch_function__ does not).
 _calls = _ext.module
 
 

@@ -201,6 +201,50 @@ def test_double_backward_raises():
         torch.autograd.grad(F.adversarial_loss(x, True, "lsgan"), [x], create_graph=True)
 
 
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_eager_op_error_that_the_checks_pass_is_raised_unchanged(monkeypatch, requires_grad):
+    """Eager calls leave the tensor checks to the op and run the Python checks only when it
+    raises: an error those checks do not know (here a stand-in for the CUDA size limit) reaches
+    the caller as the op raised it."""
+    from ganloss_cuda.ops import adversarial as ops_adversarial
+
+    class Calls:
+        @staticmethod
+        def adversarial_loss(*args):
+            raise ValueError("inputs[0] is too large for the CUDA kernels")
+
+    monkeypatch.setattr(ops_adversarial, "_calls", Calls)
+    x = torch.randn(2, 1, 4, 4, requires_grad=requires_grad)
+    with pytest.raises(ValueError, match="^inputs\\[0\\] is too large for the CUDA kernels$"):
+        F.adversarial_loss(x, True, "lsgan")
+
+
+def test_eager_calls_are_seen_by_the_profiler_and_dispatch_modes():
+    """The eager entry points call the registered ops through the dispatcher: torch.profiler
+    records them by name and a TorchDispatchMode sees both, as through torch.ops."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(4, 1, requires_grad=True)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        F.adversarial_loss(x, True, "softplus", reduction="per_sample").sum().backward()
+    names = {e.key for e in prof.key_averages()}
+    assert {"ganloss::adversarial_loss", "ganloss::adversarial_loss_backward"} <= names
+    seen = Seen()
+    with seen:
+        F.adversarial_loss(x, True, "softplus", reduction="per_sample").sum().backward()
+    assert any(op.startswith("ganloss.adversarial_loss.") for op in seen.ops), seen.ops
+    assert any(op.startswith("ganloss.adversarial_loss_backward.") for op in seen.ops), seen.ops
+
+
 @pytest.mark.parametrize("fn", [F.adversarial_loss, R.adversarial_loss])
 def test_remembered_setting_checks_tell_types_apart(fn):
     """The checked settings are remembered per call site values (lru_cache, typed): after

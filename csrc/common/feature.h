@@ -14,6 +14,7 @@
 
 #include <type_traits>
 
+#include "chunks.h"
 #include "criterion.h"
 #include "fast_divider.h"
 #include "hd.h"
@@ -86,26 +87,6 @@ struct ChunkRange {
   int64_t begin;  // first element (within row r, i.e. j)
   int64_t end;    // one past the last element (within row r)
 };
-
-// Chunk sizes are multiples of one CUDA block's step (kBlockThreads threads x kVectorsInFlight
-// 16-byte vectors), at most kMaxChunk, and small enough that a problem of at least
-// kTargetChunks steps gets kTargetChunks chunks or more (two blocks per SM of a 132-SM GPU):
-// chosen from the element count and dtype alone, so the same shapes sum in the same order on any
-// device and on the CPU.
-constexpr int64_t kBlockThreads = 256;
-constexpr int64_t kVectorsInFlight = 4;
-constexpr int64_t kMaxChunk = 16384;
-constexpr int64_t kTargetChunks = 264;
-
-inline int64_t chunk_elements(int64_t total_elements, int64_t itemsize) {
-  const int64_t step = kBlockThreads * kVectorsInFlight * (16 / itemsize);
-  const int64_t steps = total_elements / (kTargetChunks * step);
-  return step * (steps < 1 ? 1 : steps > kMaxChunk / step ? kMaxChunk / step : steps);
-}
-
-GANLOSS_HD int64_t chunks_per_row(int64_t row_len, int64_t chunk) {
-  return (row_len + chunk - 1) / chunk;
-}
 
 // The layer owning a chunk is the last one that starts at or before it (empty layers own none).
 GANLOSS_HD ChunkRange locate_chunk(const FeatureLayer* layers, int num_layers, int64_t chunk) {

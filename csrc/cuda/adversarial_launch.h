@@ -3,15 +3,15 @@
 //
 // Every input i is viewed as rows_i rows of row_len_i elements (rows = N per sample, else 1),
 // and each row is split into chunks of `chunk` elements (one CUDA block each; chunk_elements() of
-// common/feature.h, from the call's element count and dtype alone). A segment is one row: the
+// common/chunks.h, from the call's element count and dtype alone). A segment is one row: the
 // elements one loss term averages. Chunk and segment indices run over all inputs of the call.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include "../common/adversarial.h"
+#include "../common/chunks.h"
 #include "../common/fast_divider.h"
-#include "../common/feature.h"
 
 namespace ganloss {
 

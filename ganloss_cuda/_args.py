@@ -17,6 +17,12 @@ FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 Tensors = Union[Tensor, Sequence[Tensor]]
 
 
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype losses, Grams and their sums are computed in: float64 for float64 inputs, else
+    float32 (the compiled ops' rule too)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def batch_size(t: Tensor) -> int:
     """The size of dim 0 (1 for a 0-dim tensor)."""
     return t.shape[0] if t.dim() > 0 else 1

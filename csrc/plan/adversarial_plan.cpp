@@ -46,7 +46,7 @@ AdversarialPlan plan_adversarial_loss(at::TensorList inputs, const c10::List<boo
   const at::Tensor& x0 = inputs[0];
   check_floating(x0, "inputs[0]");
   p.dtype = dtype_of(x0.scalar_type());
-  p.acc_dtype = x0.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  p.acc_dtype = acc_of(x0);
   if (per_sample) {
     TORCH_CHECK_VALUE(x0.dim() >= 1,
                       "inputs[0] is a 0-dim tensor; reduction 'per_sample' needs a batch dim");

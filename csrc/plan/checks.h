@@ -34,6 +34,12 @@ inline std::string dtype_str(at::ScalarType st) {
   return "torch." + std::string(c10::getDtypeNames(st).first);
 }
 
+// The dtype losses, Grams and their sums are computed and returned in: fp64 for fp64 inputs,
+// else fp32.
+inline at::ScalarType acc_of(const at::Tensor& t) {
+  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
 inline void check_floating(const at::Tensor& t, const std::string& name) {
   const auto st = t.scalar_type();
   TORCH_CHECK_TYPE(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16,

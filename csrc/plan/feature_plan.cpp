@@ -148,7 +148,7 @@ FeaturePlan plan_feature_loss(at::TensorList inputs, at::TensorList targets,
       const bool full = L.mask_kind == MaskKind::Full;
       const auto format = full && channels_last ? at::MemoryFormat::ChannelsLast
                                                 : at::MemoryFormat::Contiguous;
-      const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+      const auto acc = acc_of(x);
       const bool native = mask->scalar_type() == x.scalar_type() || mask->scalar_type() == acc;
       const at::Tensor m = full ? mask->expand_as(x) : *mask;
       const at::Tensor md = (native ? m : m.to(acc)).contiguous(format);
@@ -174,7 +174,7 @@ FeaturePlan plan_feature_loss(at::TensorList inputs, at::TensorList targets,
   assign_chunks(p, x0.element_size());
 
   if (outputs) {
-    const auto out_dtype = x0.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    const auto out_dtype = acc_of(x0);
     p.loss = p.reduction == Reduction::PerSample ? at::empty({p.batch}, x0.options().dtype(out_dtype))
                                                  : at::empty({}, x0.options().dtype(out_dtype));
     p.stats = at::empty({p.total_segments, kStatCols}, x0.options().dtype(at::kDouble));
@@ -187,7 +187,7 @@ namespace {
 void check_grad_and_stats(const at::Tensor& grad, const at::Tensor& stats, Reduction reduction,
                           int64_t batch, int64_t segments, const at::Tensor& ref,
                           const std::string& ref_name) {
-  const auto loss_dtype = ref.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto loss_dtype = acc_of(ref);
   TORCH_CHECK_TYPE(grad.scalar_type() == loss_dtype, "grad has dtype ",
                    dtype_str(grad.scalar_type()), " but the loss of ", ref_name, " is ",
                    dtype_str(loss_dtype));

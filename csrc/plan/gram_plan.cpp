@@ -15,10 +15,6 @@ Criterion parse_style_criterion(c10::string_view s) {
   TORCH_CHECK_VALUE(false, "criterion must be 'l1', 'mse' or 'fro', got '", s, "'");
 }
 
-at::ScalarType acc_of(const at::Tensor& t) {
-  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
-
 void check_3d(const at::Tensor& t, const std::string& name) {
   TORCH_CHECK_VALUE(t.dim() == 3, name, " must be 3-D [B, C, K] features, got shape ",
                     shape_str(t.sizes()));

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as F
-from .._args import (FLOATING, as_list, as_number, as_numbers, batch_size, check_non_negative,
+from .._args import (FLOATING, acc_dtype, as_list, as_number, as_numbers, batch_size, check_non_negative,
                      check_str, with_arg_names)
 from ..reference import CRITERIA
 
@@ -146,8 +146,7 @@ def _checked_gram(g: Tensor, name: str) -> Tensor:
         raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {g.dtype}")
     if g.dim() != 3 or g.shape[1] != g.shape[2]:
         raise ValueError(f"{name} must be a (B, C, C) Gram matrix, got shape {tuple(g.shape)}")
-    acc = torch.float64 if g.dtype == torch.float64 else torch.float32
-    return g.detach().to(acc, copy=True)
+    return g.detach().to(acc_dtype(g.dtype), copy=True)
 
 
 _PERCEPTUAL_CRITERIA = {"l1": "l1", "l2": "mse", "mse": "mse", "fro": "fro"}

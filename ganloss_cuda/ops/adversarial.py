@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import _ext
-from .._args import no_grad_for
+from .._args import acc_dtype, no_grad_for
 from ..reference import adversarial_call, discriminator_call
 from ..reference.adversarial import Inputs, loss_of_call
 
@@ -45,8 +45,7 @@ def _adversarial_loss_fake(inputs, real, gan_type, is_disc, real_label, fake_lab
                            per_sample):
     _check_op_inputs(inputs)
     x0 = inputs[0]
-    acc = torch.float64 if x0.dtype == torch.float64 else torch.float32
-    return x0.new_empty((x0.shape[0],) if per_sample else (), dtype=acc)
+    return x0.new_empty((x0.shape[0],) if per_sample else (), dtype=acc_dtype(x0.dtype))
 
 
 def _adversarial_loss_backward_fake(grad, inputs, real, gan_type, is_disc, real_label,

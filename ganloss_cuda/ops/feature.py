@@ -15,7 +15,7 @@ from torch import Tensor
 from torch._subclasses.functional_tensor import FunctionalTensor
 
 from .. import _ext, reference
-from .._args import Tensors, batch_size, no_grad_for
+from .._args import Tensors, acc_dtype, batch_size, no_grad_for
 from ..reference import check_feature_args, feature_args
 
 OPS = ("feature_loss", "feature_loss_backward", "feature_loss_scale_grads_")
@@ -52,7 +52,7 @@ def _feature_loss_fake(inputs, targets, masks, weights, criterion, reduction, ep
                        target_grad):
     check_feature_args(inputs, targets, list(weights), criterion, reduction, masks, eps)
     x0 = inputs[0]
-    out_dtype = torch.float64 if x0.dtype == torch.float64 else torch.float32
+    out_dtype = acc_dtype(x0.dtype)
     loss = x0.new_empty((batch_size(x0),) if reduction == "per_sample" else (), dtype=out_dtype)
     stats = x0.new_empty((_segments(inputs, reduction), 3), dtype=torch.float64)
     return (loss, stats, *_grads_fake(inputs, targets, input_grad, target_grad))
@@ -77,7 +77,7 @@ def _scaled(grad: Tensor, stats: Tensor, reduction: str, grads: List[Tensor]) ->
         factor = stats[seg:seg + n, 2] * grad
         seg += n
         shape = (n,) + (1,) * (t.dim() - 1) if reduction == "per_sample" else ()
-        acc = torch.float64 if t.dtype == torch.float64 else torch.float32
+        acc = acc_dtype(t.dtype)
         out.append((t.to(acc) * factor.to(acc).reshape(shape)).to(t.dtype))
     return out
 

@@ -17,7 +17,8 @@ from torch import Tensor
 from .. import _ext, reference
 from .._args import Tensors, no_grad_for
 from ..reference import check_style_args, gram_view, style_args
-from ..reference.gram import acc_dtype, check_gram_args, gram_shape
+from .._args import acc_dtype
+from ..reference.gram import check_gram_args, gram_shape
 
 OPS = ("gram_matrix", "gram_matrix_backward", "style_loss", "style_loss_backward")
 

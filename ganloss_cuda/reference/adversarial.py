@@ -21,7 +21,7 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .._args import FLOATING, as_list, as_number, check_choice, check_non_negative
+from .._args import FLOATING, acc_dtype, as_list, as_number, check_choice, check_non_negative
 
 GAN_TYPES = ("lsgan", "vanilla", "bce", "wgan", "softplus", "hinge")
 AGGREGATIONS = ("mean", "sum")
@@ -171,7 +171,7 @@ def adversarial_terms(x: Tensor, real: bool, gan_type: str, is_disc: bool, y: fl
 def loss_of_call(call: AdversarialCall) -> Tensor:
     """sum_i weights[i] * reduce(term(inputs[i])) of an op-level description."""
     xs, real, gan_type, is_disc, real_label, fake_label, weights, per_sample = call
-    acc = torch.float64 if xs[0].dtype == torch.float64 else torch.float32
+    acc = acc_dtype(xs[0].dtype)
     total = torch.zeros((xs[0].shape[0],) if per_sample else (), dtype=acc, device=xs[0].device)
     with torch.autocast(xs[0].device.type, enabled=False):
         for x, r, w in zip(xs, real, weights):

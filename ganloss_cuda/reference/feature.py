@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .._args import (FLOATING, Tensors, as_list, as_number, as_numbers, batch_size,
+from .._args import (FLOATING, Tensors, acc_dtype, as_list, as_number, as_numbers, batch_size,
                      check_layer_lists, check_str)
 
 CRITERIA = ("l1", "mse", "charbonnier", "fro")
@@ -132,7 +132,7 @@ def feature_loss(inputs: Tensors, targets: Tensors, weights: Optional[Sequence[f
     check_feature_args(*args)
     inputs, targets, weights, criterion, reduction, masks, eps = args
     x0 = inputs[0]
-    acc = torch.float64 if x0.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(x0.dtype)
     shape = (batch_size(x0),) if reduction == "per_sample" else ()
     total = torch.zeros(shape, dtype=acc, device=x0.device)
     for i, (x, y) in enumerate(zip(inputs, targets)):

@@ -15,16 +15,11 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .._args import FLOATING, Tensors, as_list, as_numbers, check_layer_lists, check_str
+from .._args import FLOATING, Tensors, acc_dtype, as_list, as_numbers, check_layer_lists, check_str
 
 STYLE_CRITERIA = ("l1", "mse", "fro")
 NORMALIZATIONS = ("chw", "hw", "nchw", "none")
 STYLE_REDUCTIONS = ("mean", "sum", "per_sample")
-
-
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype Grams and losses are computed in: float64 for float64 features, else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _check_normalization(normalization):
